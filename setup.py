@@ -1,0 +1,45 @@
+"""aesthetics_jax: image aesthetic assessment in JAX/Flax (NIMA, Aesthetics-XAI, modality NIMA, CG-IAA)."""
+
+import setuptools
+
+# One dependency set that installs together on Python 3.11 (measured, see DESIGN.md).
+# Training, evaluation and prediction import none of TensorFlow: it lives in the [tf] extra.
+CORE = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.11.36",  # jax2onnx caps it below 0.11.37
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources",  # TFDS needs it on 3.11 and does not declare it
+    "grain==0.2.18",
+    "array-record==0.8.6",
+    "clu==0.0.12",
+    "ml-collections==1.1.0",
+    "absl-py",
+    "numpy>=2.0",
+    "pandas",
+    "matplotlib",
+    "opencv-python-headless==5.0.0.93",
+    "tensorboard",  # event files are written with its pure-python EventFileWriter (no TF)
+    "h5py",
+    "safetensors",
+    "scikit-image==0.26.0",  # ships the photographs the demo dataset is rendered from
+]
+EXTRAS = {
+    "export": ["onnx==1.23.2", "onnxruntime==1.32.0", "jax2onnx==0.17.1"],
+    "tf": ["tensorflow-cpu==2.21.0"],
+    "dev": ["pytest", "scipy", "scikit-learn"],
+}
+EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"]
+
+setuptools.setup(
+    name="aesthetics_jax",
+    version="0.1.0",
+    description=__doc__,
+    packages=setuptools.find_packages(include=["aesthetics_jax", "aesthetics_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["aesthetics-jax=aesthetics_jax.cli:main"]},
+)
