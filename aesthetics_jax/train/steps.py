@@ -1,0 +1,87 @@
+"""Train state and the pure step functions.
+
+``train_step(state, batch, rng, *, model, tx, loss_config) -> (state, metrics)`` and
+``eval_step(state, batch, *, model) -> outputs`` are pure: everything they depend on is an
+argument, so the trainer jits them with explicit in/out shardings and donates the state. The
+per-step dropout key is ``fold_in(rng, state.step)``, so a resumed run draws the same keys as an
+uninterrupted one.
+
+Batches hold raw uint8 pixels; the model normalises them itself (see ``models``), so the same
+parameters are fed identically in training, evaluation, export and prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from aesthetics_jax import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def create_state(model, tx, rng: jax.Array, image_shape) -> TrainState:
+    """Initialise parameters on a dummy batch (jit this with out_shardings to place them)."""
+    params_rng, dropout_rng = jax.random.split(rng)
+    images = jnp.zeros((1, *image_shape), jnp.uint8)
+    variables = model.init({"params": params_rng, "dropout": dropout_rng}, images, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+    )
+
+
+def flatten_outputs(outputs: dict[str, Any]) -> dict[str, jax.Array]:
+    """``{head: {key: x}}`` -> ``{"head.key": x}`` (feature maps are left out)."""
+    flat = {}
+    for head, values in outputs.items():
+        if head == "features":
+            continue
+        for key, value in values.items():
+            flat[f"{head}.{key}"] = value
+    return flat
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, loss_config):
+    step_rng = jax.random.fold_in(rng, state.step)
+    mask = batch.get("mask")
+
+    def loss_fn(params):
+        outputs, new_vars = model.apply(
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["image"],
+            train=True,
+            rngs={"dropout": step_rng},
+            mutable=["batch_stats"],
+        )
+        loss, terms = losses.total_loss(outputs, batch, loss_config, mask=mask)
+        return loss, (terms, new_vars.get("batch_stats", {}))
+
+    (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **{f"loss/{k}": v for k, v in terms.items()}}
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model) -> dict[str, jax.Array]:
+    outputs = model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+    )
+    return flatten_outputs(outputs)

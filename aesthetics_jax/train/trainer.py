@@ -1,0 +1,292 @@
+"""``train_and_evaluate(config, workdir)``: the one training loop.
+
+Flow: prepare the dataset (idempotent) → mesh → model + optimiser → train state (restored from
+``WORKDIR/checkpoints`` when one exists, else initialised, optionally from another run's params) →
+loop of jitted ``train_step`` with periodic logging, evaluation and checkpointing → final
+checkpoint and evaluations that write metrics JSON, predictions CSV and plots into
+``WORKDIR/eval``.
+
+A run killed at any point and started again with the same command resumes from its latest
+checkpoint, including the data iterator position, and ends with the same parameters as an
+uninterrupted run (``tests/test_trainer.py`` checks this).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import traverse_util
+from jax.experimental import multihost_utils
+
+from aesthetics_jax import models
+from aesthetics_jax.data import datasets, pipeline
+from aesthetics_jax.evaluate import get_evaluator
+from aesthetics_jax.train import checkpointing, optimizer, sharding, steps, writers
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _create_model(config):
+    cfg = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
+    name = cfg.pop("name")
+    dtype = cfg.pop("dtype", "float32")
+    return models.create(name, dtype=jnp.dtype(dtype), **cfg)
+
+
+def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
+    """Loads params/batch stats of another run into ``state`` (strict, with ``dont_load``)."""
+    import re
+
+    step = init_cfg.get("step", -1)
+    loaded = checkpointing.restore_params(init_cfg.workdir, None if step is None or step < 0 else step)
+    dont_load = [re.compile(p) for p in init_cfg.get("dont_load", [])]
+
+    def merge(target, source, what):
+        flat_t = traverse_util.flatten_dict(target)
+        flat_s = traverse_util.flatten_dict(source) if source else {}
+        missing, out = [], {}
+        for key, value in flat_t.items():
+            path = "/".join(key)
+            if any(p.search(path) for p in dont_load):
+                out[key] = value
+            elif key not in flat_s:
+                missing.append(path)
+            elif tuple(flat_s[key].shape) != tuple(value.shape):
+                raise ValueError(
+                    f"init_from {what} {path}: shape {flat_s[key].shape} in the checkpoint, "
+                    f"{value.shape} in the model"
+                )
+            else:
+                out[key] = jnp.asarray(flat_s[key], value.dtype)
+        unused = [
+            "/".join(k) for k in flat_s
+            if k not in flat_t and not any(p.search("/".join(k)) for p in dont_load)
+        ]
+        if missing or unused:
+            raise ValueError(
+                f"init_from {init_cfg.workdir}: {what} missing from the checkpoint {missing[:10]}, "
+                f"unused checkpoint {what} {unused[:10]} (list them in init_from.dont_load)"
+            )
+        return traverse_util.unflatten_dict(out)
+
+    return state.replace(
+        params=merge(state.params, loaded["params"], "params"),
+        batch_stats=merge(state.batch_stats, loaded["batch_stats"], "batch_stats"),
+    )
+
+
+class _Predictor:
+    """Runs a jitted ``eval_step`` over a split: pads the last batch, gathers, unpads."""
+
+    def __init__(self, model, mesh, config):
+        self.mesh = mesh
+        self.config = config
+        self.batch_size = config.get("eval_batch_size", config.batch_size)
+        self.local_batch_size = sharding.local_batch_size(self.batch_size, mesh)
+        self._step = jax.jit(
+            functools.partial(steps.eval_step, model=model),
+            out_shardings=sharding.replicated(mesh),
+        )
+
+    def __call__(self, state, source):
+        data = self.config.data
+        it = pipeline.make_iterator(
+            source,
+            train=False,
+            batch_size=self.local_batch_size,
+            image_size=data.image_size,
+            resize_size=data.resize_size,
+            seed=0,
+            shard_index=jax.process_index(),
+            shard_count=jax.process_count(),
+            num_threads=data.get("num_threads", 4),
+        )
+        preds, targets = [], []
+        for batch in it:
+            n = len(batch["image"])
+            padded = {
+                k: np.concatenate([v, np.repeat(v[-1:], self.local_batch_size - n, axis=0)])
+                for k, v in batch.items()
+            } if n < self.local_batch_size else batch
+            image = sharding.put_batch({"image": padded["image"]}, self.mesh)
+            out = self._step(state, image)
+            if jax.process_count() > 1:
+                out = multihost_utils.process_allgather(out, tiled=True)
+            out = jax.device_get(out)
+            preds.append({k: np.asarray(v)[:n] for k, v in out.items()})
+            targets.append({k: v for k, v in batch.items() if k != "image"})
+        cat = lambda rows: {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}  # noqa: E731
+        return cat(preds), cat(targets)
+
+
+def evaluate(state, predictor, sources, config, workdir, *, final: bool) -> dict[str, float]:
+    """Runs every ``config.evals`` entry due now; returns ``{"<name>/<metric>": value}``."""
+    results = {}
+    heads = config.model.heads.to_dict() if hasattr(config.model.heads, "to_dict") else dict(config.model.heads)
+    outdir = os.path.join(workdir, "eval")
+    for name, ev in config.evals.items():
+        preds, targets = predictor(state, sources[ev.split])
+        evaluator = get_evaluator(ev.type)
+        metrics = evaluator.run(
+            predictions=preds,
+            targets=targets,
+            ids=targets["id"],
+            outdir=outdir,
+            prefix=name,
+            heads=heads,
+            write_files=final and jax.process_index() == 0,
+            plots=final and ev.get("plots", True),
+        )
+        results.update({f"{name}/{k}": v for k, v in metrics.items()})
+    return results
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+    """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and evaluates it."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    # Data.
+    prepared = datasets.prepare(config.data)
+    sources = {split: datasets.source(prepared, split) for split in datasets.splits(prepared)}
+    train_source = sources[config.data.train_split]
+    steps_per_epoch = max(len(train_source) // config.batch_size, 1)
+    total_steps = config.get("total_steps") or int(config.num_epochs * steps_per_epoch)
+    logging.info("train examples %d, %d steps/epoch, %d total steps", len(train_source), steps_per_epoch, total_steps)
+
+    # Model, optimiser, mesh, state.
+    mesh = sharding.make_mesh(config.get("fsdp", 1))
+    model = _create_model(config)
+    image_shape = (config.data.image_size, config.data.image_size, 3)
+    rng = jax.random.key(config.seed)
+    init_rng, train_rng = jax.random.split(rng)
+    abstract_params = jax.eval_shape(
+        lambda r: model.init({"params": r, "dropout": r}, jnp.zeros((1, *image_shape), jnp.uint8), train=False),
+        init_rng,
+    )["params"]
+    tx, schedules = optimizer.make_optimizer(config, abstract_params, total_steps)
+    frozen = optimizer.frozen_paths(abstract_params, config.get("schedule"))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
+    logging.info("model %s: %d parameters, %d tensors frozen", config.model.name, n_params, len(frozen))
+
+    abstract_state = jax.eval_shape(functools.partial(steps.create_state, model, tx, image_shape=image_shape), init_rng)
+    state_sharding = sharding.state_shardings(mesh, abstract_state)
+    train_step = jax.jit(
+        functools.partial(steps.train_step, model=model, tx=tx, loss_config=config.losses.to_dict()),
+        in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+        out_shardings=(state_sharding, sharding.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+
+    local_bs = sharding.local_batch_size(config.batch_size, mesh)
+    train_iter = pipeline.make_iterator(
+        train_source,
+        train=True,
+        batch_size=local_bs,
+        image_size=config.data.image_size,
+        resize_size=config.data.resize_size,
+        seed=config.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        num_threads=config.data.get("num_threads", 4),
+    )
+
+    ckpt = checkpointing.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=config.get("keep_ckpts", 2),
+        best_metric=config.get("best_metric"),
+        best_mode=config.get("best_mode", "max"),
+        async_save=config.get("async_checkpointing", True),
+    )
+    if ckpt.latest_step() is not None:
+        target = jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sharding
+        )
+        state = ckpt.restore(target, train_iter)
+        logging.info("resuming from step %d", int(state.step))
+    else:
+        state = jax.jit(
+            functools.partial(steps.create_state, model, tx, image_shape=image_shape),
+            out_shardings=state_sharding,
+        )(init_rng)
+        if config.get("init_from") and config.init_from.workdir:
+            state = jax.device_put(_merge_init(state, config.init_from), state_sharding)
+            logging.info("initialised params from %s", config.init_from.workdir)
+
+    writer = writers.create_default_writer(workdir, active=is_main)
+    predictor = _Predictor(model, mesh, config)
+    start_step = int(jax.device_get(state.step))
+    log_every = config.get("log_every", 50)
+    ckpt_every = config.get("ckpt_every", 500)
+    eval_every = config.get("eval_every", 0)
+
+    # Training loop.
+    acc, acc_n = {}, 0
+    t_last, step_last = None, start_step
+    t_start = time.time()
+    for step in range(start_step + 1, total_steps + 1):
+        batch = sharding.put_batch(
+            {k: v for k, v in next(train_iter).items() if k != "id"}, mesh
+        )
+        state, metrics = train_step(state, batch, train_rng)
+        for k, v in metrics.items():
+            acc[k] = acc.get(k, 0.0) + v
+        acc_n += 1
+        if t_last is None:  # First step done (compilation included): start the clock now.
+            jax.block_until_ready(metrics)
+            t_last, step_last, acc, acc_n = time.time(), step, {}, 0
+            logging.info("first step compiled and ran in %.1fs", t_last - t_start)
+            print(f"step {step}/{total_steps} (compiled in {t_last - t_start:.1f}s)", flush=True)
+
+        if acc_n and (step % log_every == 0 or step == total_steps):
+            scalars = {k: float(v) / acc_n for k, v in jax.device_get(acc).items()}
+            now = time.time()
+            img_s = (step - step_last) * config.batch_size / max(now - t_last, 1e-9)
+            eta = (total_steps - step) * config.batch_size / max(img_s, 1e-9)
+            for name, fn in schedules.items():
+                scalars[f"lr/group{name}"] = float(fn(step))
+            scalars["img_per_sec"] = img_s
+            writer.write_scalars(step, scalars)
+            print(
+                f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | {img_s:.1f} img/s | "
+                f"ETA {_format_duration(eta)}",
+                flush=True,
+            )
+            acc, acc_n, t_last, step_last = {}, 0, now, step
+
+        eval_metrics = None
+        if eval_every and step % eval_every == 0 and step != total_steps:
+            eval_metrics = evaluate(state, predictor, sources, config, workdir, final=False)
+            writer.write_scalars(step, eval_metrics)
+            t_last = time.time()  # Keep evaluation time out of img/s.
+        if step % ckpt_every == 0 and step != total_steps:
+            ckpt.save(step, state, train_iter, metrics=eval_metrics)
+
+    # Final evaluation and checkpoint.
+    results = evaluate(state, predictor, sources, config, workdir, final=True)
+    writer.write_scalars(total_steps, results)
+    if ckpt.latest_step() != total_steps:
+        ckpt.save(total_steps, state, train_iter, metrics=results, force=True)
+    ckpt.close()
+    writer.close()
+    if is_main:
+        with open(os.path.join(workdir, "eval", "final_metrics.json"), "w") as f:
+            json.dump({"step": total_steps, **results}, f, indent=2, default=float)
+    return results

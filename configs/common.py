@@ -1,0 +1,82 @@
+"""Building blocks shared by the experiment configs (data, model, loss and eval sections)."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+
+def parse_variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
+    """``"smoke,stage1"`` -> ``{"smoke", "stage1"}``; unknown names are an error."""
+    variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
+    unknown = variants - set(known)
+    if unknown:
+        raise ValueError(f"unknown config variant(s) {sorted(unknown)}; known: {list(known)}")
+    return variants
+
+
+def default_data_dir() -> str:
+    return os.environ.get("AESTHETICS_JAX_DATA", os.path.expanduser("~/aesthetics_jax_data"))
+
+
+def ava_data() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        name="ava",
+        manual_dir="",  # the AVA directory (AVA.txt, images/, aesthetics_image_lists/)
+        data_dir=default_data_dir(),  # where the TFDS array_record build goes
+        train_split="train",
+        val_fraction=0.05,
+        split_seed=0,
+        image_size=224,
+        resize_size=256,
+        num_threads=4,
+    ))
+
+
+def demo_data(versions_per_photo: int) -> ml_collections.ConfigDict:
+    c = ava_data()
+    c.name = "demo"
+    c.demo = ml_collections.ConfigDict(dict(seed=0, versions_per_photo=versions_per_photo))
+    return c
+
+
+def nima_model(name: str, width: float, dropout: float) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        name=name,
+        width=width,
+        dropout=dropout,
+        dtype="float32",  # "bfloat16": bf16 compute, fp32 params
+        heads=dict(emd=dict(type="emd", num_bins=10)),
+    ))
+
+
+def emd_losses(r: int = 2) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        emd=dict(type="emd", output="emd.distribution", target="distribution", weight=1.0, r=r),
+    ))
+
+
+def evals(val_split: str, test_split: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        val=dict(type="aesthetic", split=val_split, plots=False),
+        test=dict(type="aesthetic", split=test_split, plots=True),
+    ))
+
+
+def make_smoke(c: ml_collections.ConfigDict) -> None:
+    """Shrinks a config to run in seconds on CPU (8 simulated devices included)."""
+    c.data.image_size = 32
+    c.data.resize_size = 36
+    c.data.num_threads = 2
+    if c.data.name == "demo":
+        c.data.demo.versions_per_photo = 3
+        c.data.demo.image_size = 48
+    c.model.width = 0.25
+    c.batch_size = 8
+    c.eval_batch_size = 8
+    c.total_steps = 6
+    c.log_every = 2
+    c.eval_every = 3
+    c.ckpt_every = 2
+    c.schedule = [(p, dict(s, warmup_steps=1) if s is not None else None) for p, s in c.schedule]

@@ -1,0 +1,54 @@
+r"""NIMA on the embedded demo dataset: trains and evaluates on a 2-core CPU in minutes.
+
+The demo dataset is rendered from real photographs shipped in scikit-image / scikit-learn
+(``aesthetics_jax/data/builders/demo.py`` documents the degradations and the vote model), written
+in AVA's on-disk format and read through the same AVA builder as the real dataset. Train and test
+are split by base photo, so the held-out SRCC measures generalisation to unseen photographs.
+
+  python launch.py --config configs/nima_demo.py --workdir workdirs/demo
+  python launch.py --config configs/nima_demo.py:smoke --workdir /tmp/smoke   # seconds; tests use it
+
+The model is NIMA's (MobileNet v1 + 10-bin softmax, EMD loss) at reduced width and resolution,
+trained from scratch: the demo must not need pretrained weights.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variants = common.parse_variants(arg, known=("smoke",))
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = common.demo_data(versions_per_photo=120)
+    c.data.image_size = 112
+    c.data.resize_size = 128
+    c.data.val_fraction = 0.1
+
+    c.model = common.nima_model(name="mobilenet", width=0.5, dropout=0.2)
+    c.losses = common.emd_losses(r=2)
+
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.num_epochs = 12
+    c.total_steps = 0  # 0: derived from num_epochs
+    c.optimizer = "adam"
+    c.optimizer_kwargs = {}
+    c.lr = 2e-3
+    c.schedule = [(".*", dict(warmup_steps=50, decay_type="cosine"))]
+    c.grad_clip_norm = 1.0
+    c.init_from = ml_collections.ConfigDict(dict(workdir="", step=-1, dont_load=[]))  # "" = none
+
+    c.log_every = 25
+    c.eval_every = 200
+    c.ckpt_every = 100
+    c.keep_ckpts = 2
+    c.best_metric = "val/srcc"
+    c.best_mode = "max"
+    c.evals = common.evals(val_split="validation", test_split="test")
+
+    if "smoke" in variants:
+        common.make_smoke(c)
+    return c
