@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every = 200
     c.ckpt_every = 100
     c.keep_ckpts = 2
-    c.best_metric = "val/srcc"
+    c.best_metric = "val/emd/srcc"
     c.best_mode = "max"
     c.evals = common.evals(val_split="validation", test_split="test")
 

@@ -1,0 +1,31 @@
+"""Evaluators, selected by type name (big_vision style).
+
+``config.evals.<name>.type`` names an evaluator type; :data:`EVALUATORS` maps each type to the
+module implementing it, imported only when asked for (no import-time registration). Every
+evaluator module exposes ``run(*, predictions, targets, ids, outdir, prefix, heads, plots=True)
+-> dict[str, float]``::
+
+    evaluator = get_evaluator("aesthetic")
+    metrics = evaluator.run(predictions=..., targets=..., ids=..., outdir=..., prefix="test", heads=...)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["EVALUATORS", "get_evaluator"]
+
+#: Evaluator type name -> module path.
+EVALUATORS: dict[str, str] = {
+    "aesthetic": "aesthetics_jax.evaluate.aesthetic",
+}
+
+
+def get_evaluator(type_name: str) -> ModuleType:
+    """The evaluator module registered under ``type_name`` (it has a ``run`` function)."""
+    try:
+        module_path = EVALUATORS[type_name]
+    except KeyError:
+        raise ValueError(f"unknown evaluator type {type_name!r}; known: {sorted(EVALUATORS)}") from None
+    return importlib.import_module(module_path)

@@ -1,0 +1,124 @@
+"""Model registry: `models.create(name, heads=..., ...)` -> a Flax Linen module.
+
+    model = models.create('mobilenet', heads={'emd': {'type': 'emd'}}, dropout=0.75, width=1.0)
+    variables = model.init({'params': rng, 'dropout': rng}, images, train=False)
+    outputs, state = model.apply(variables, images, train=True, rngs={'dropout': rng},
+                                 mutable=['batch_stats'])
+    outputs = model.apply(variables, images)          # {'emd': {'logits', 'distribution', 'mean', 'sd'}}
+
+`images` are raw pixels in [0, 255]; the model normalises them with its `preprocess` preset
+(default per backbone below). See `model.py` for the composition, variable layout and parameter
+path format, `heads.py` for head types and output keys, and the backbone files for the Keras
+layer names that parameters carry.
+
+Backbones are an explicit dict, name -> (module, class, default preset); a backbone's module is
+imported only when it is created. Backbone kwargs:
+
+  mobilenet      width (Keras alpha; 0.25/0.5/0.75/1.0 have ImageNet weights), depth_multiplier=1,
+                 num_blocks=13 (fewer: tiny test variant)
+  mobilenet_v2   width (0.35 ... 1.4), num_blocks=17 (fewer: tiny test variant)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from aesthetics_jax.models import heads as heads_lib
+from aesthetics_jax.models import preprocessing
+from aesthetics_jax.models.model import AestheticsModel, check_head_name, global_average_pool
+
+
+class BackboneEntry(NamedTuple):
+    module: str
+    cls: str
+    preprocess: str
+
+
+BACKBONES: dict[str, BackboneEntry] = {
+    "mobilenet": BackboneEntry("aesthetics_jax.models.mobilenet", "MobileNet", "keras_tf"),
+    "mobilenet_v2": BackboneEntry("aesthetics_jax.models.mobilenet_v2", "MobileNetV2", "keras_tf"),
+}
+
+
+def _entry(name: str) -> BackboneEntry:
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown model {name!r}; known models: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]
+
+
+def default_preprocess(name: str) -> str:
+    """The input normalisation preset the backbone `name` was trained with."""
+    return _entry(name).preprocess
+
+
+def create_backbone(name: str, *, dtype: Any = jnp.float32, **kwargs) -> nn.Module:
+    """Builds the (unbound) backbone module `name` with its kwargs."""
+    entry = _entry(name)
+    cls = getattr(importlib.import_module(entry.module), entry.cls)
+    allowed = sorted(f for f in cls.__dataclass_fields__ if f not in ("parent", "name", "dtype"))
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown backbone options {unknown}; allowed: {allowed}")
+    return cls(dtype=dtype, **kwargs)
+
+
+def _freeze_head_config(config) -> tuple:
+    items = []
+    for key, value in config.items():
+        if isinstance(value, (list, tuple)):
+            value = tuple(value)
+        items.append((key, value))
+    return tuple(items)
+
+
+def create(
+    name: str,
+    *,
+    heads,
+    preprocess: str | None = None,
+    dtype: Any = jnp.float32,
+    dropout: float = 0.0,
+    **backbone_kwargs,
+) -> AestheticsModel:
+    """Builds backbone `name` with `heads` (`{head_name: {'type': ..., **kw}}`, dict or ConfigDict).
+
+    Args:
+      name: a key of `BACKBONES`.
+      heads: head configs, see `heads.py`; at least one.
+      preprocess: preset of `preprocessing.PRESETS`; None = the backbone's default.
+      dtype: compute dtype (e.g. jnp.bfloat16 or 'bfloat16'); params stay float32.
+      dropout: dropout rate on the pooled features.
+      **backbone_kwargs: passed to the backbone (see the table in this module's docstring).
+    """
+    dtype = jnp.dtype(dtype)
+    backbone = create_backbone(name, dtype=dtype, **backbone_kwargs)
+    preprocess = default_preprocess(name) if preprocess is None else preprocess
+    if preprocess not in preprocessing.PRESETS:
+        raise ValueError(f"Unknown preprocess preset {preprocess!r}; known presets: {', '.join(preprocessing.PRESETS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if not heads:
+        raise ValueError("heads must name at least one head, e.g. {'emd': {'type': 'emd'}}")
+    frozen = []
+    for head_name, config in heads.items():
+        # Validate names, types and options now rather than at the first init.
+        check_head_name(head_name)
+        heads_lib.build_head(head_name, config, dtype)
+        frozen.append((head_name, _freeze_head_config(config)))
+    return AestheticsModel(
+        backbone=backbone, heads=tuple(frozen), preprocess=preprocess, dropout=float(dropout), dtype=dtype
+    )
+
+
+__all__ = [
+    "BACKBONES",
+    "AestheticsModel",
+    "create",
+    "create_backbone",
+    "default_preprocess",
+    "global_average_pool",
+]

@@ -51,7 +51,9 @@ def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
     import re
 
     step = init_cfg.get("step", -1)
-    loaded = checkpointing.restore_params(init_cfg.workdir, None if step is None or step < 0 else step)
+    loaded = checkpointing.restore_params(
+        os.path.join(init_cfg.workdir, "checkpoints"), None if step is None or step < 0 else step
+    )
     dont_load = [re.compile(p) for p in init_cfg.get("dont_load", [])]
 
     def merge(target, source, what):
@@ -113,21 +115,18 @@ class _Predictor:
             shard_index=jax.process_index(),
             shard_count=jax.process_count(),
             num_threads=data.get("num_threads", 4),
+            pad_remainder=True,
         )
         preds, targets = [], []
         for batch in it:
-            n = len(batch["image"])
-            padded = {
-                k: np.concatenate([v, np.repeat(v[-1:], self.local_batch_size - n, axis=0)])
-                for k, v in batch.items()
-            } if n < self.local_batch_size else batch
-            image = sharding.put_batch({"image": padded["image"]}, self.mesh)
-            out = self._step(state, image)
-            if jax.process_count() > 1:
-                out = multihost_utils.process_allgather(out, tiled=True)
-            out = jax.device_get(out)
-            preds.append({k: np.asarray(v)[:n] for k, v in out.items()})
-            targets.append({k: v for k, v in batch.items() if k != "image"})
+            keep = batch["mask"]
+            image = sharding.put_batch({"image": batch["image"]}, self.mesh)
+            out = jax.device_get(self._step(state, image))  # replicated: the global batch
+            labels = {k: v for k, v in batch.items() if k not in ("image", "mask")}
+            if jax.process_count() > 1:  # every host pads to the same number of batches
+                keep, labels = multihost_utils.process_allgather((keep, labels), tiled=True)
+            preds.append({k: np.asarray(v)[keep] for k, v in out.items()})
+            targets.append({k: np.asarray(v)[keep] for k, v in labels.items()})
         cat = lambda rows: {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}  # noqa: E731
         return cat(preds), cat(targets)
 
@@ -243,7 +242,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     t_start = time.time()
     for step in range(start_step + 1, total_steps + 1):
         batch = sharding.put_batch(
-            {k: v for k, v in next(train_iter).items() if k != "id"}, mesh
+            {k: v for k, v in next(train_iter).items() if k not in ("id", "mask")}, mesh
         )
         state, metrics = train_step(state, batch, train_rng)
         for k, v in metrics.items():
@@ -287,6 +286,26 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     ckpt.close()
     writer.close()
     if is_main:
-        with open(os.path.join(workdir, "eval", "final_metrics.json"), "w") as f:
-            json.dump({"step": total_steps, **results}, f, indent=2, default=float)
+        final_path = os.path.join(workdir, "eval", "final_metrics.json")
+        with open(final_path, "w") as f:
+            json.dump({"step": total_steps, **{k: v if np.isfinite(v) else None for k, v in results.items()}}, f, indent=2)
+        _print_report(results, workdir, config, ckpt.directory, final_path)
     return results
+
+
+def _print_report(results, workdir, config, ckpt_dir, final_path):
+    from aesthetics_jax.evaluate.aesthetic import format_table
+
+    evaldir = os.path.join(workdir, "eval")
+    lines = ["", format_table(results), "", "artefacts:"]
+    lines.append(f"  checkpoints      {ckpt_dir}")
+    lines.append(f"  tensorboard      {os.path.join(workdir, 'tensorboard')}   (tensorboard --logdir {workdir})")
+    lines.append(f"  metrics log      {os.path.join(workdir, 'metrics.jsonl')}")
+    lines.append(f"  final metrics    {final_path}")
+    for name, ev in config.evals.items():
+        lines.append(f"  {name} metrics     {os.path.join(evaldir, name + '_metrics.json')}")
+        lines.append(f"  {name} predictions {os.path.join(evaldir, name + '_predictions.csv')}")
+        if ev.get("plots", True):
+            lines.append(f"  {name} plots       {os.path.join(evaldir, name + '_scatter.png')}, "
+                         f"{os.path.join(evaldir, name + '_hist.png')}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,349 @@
+"""TFDS builder for AVA (Aesthetic Visual Analysis), built and read without TensorFlow.
+
+Input (the `manual_dir`; real AVA and `demo.build_demo_ava` output look the same):
+
+    AVA.txt                                   row  id  n1..n10  tag1  tag2  challenge  (15 columns)
+    tags.txt, challenges.txt                  `id name` (optional: names are '' without them)
+    images/<id>.jpg
+    aesthetics_image_lists/generic_test.jpgl  one test id per line
+
+Output: `<data_dir>/ava/<config>/1.0.0/` in array_record format (random access through
+`tfds.data_source` / grain; TensorFlow is never imported), plus `skipped.csv`.
+
+Features of one example:
+
+    image           JPEG bytes, stored as read from images/<id>.jpg (tfds.features.Image,
+                    encoding 'jpeg'; read it with `data_source(...)`, which skips decoding)
+    distribution    float32[10]   histogram / votes
+    histogram       int32[10]     raw vote counts for scores 1..10
+    votes           int32         total number of votes
+    mean_score      float32       sum_i i * distribution[i-1], i = 1..10
+    tags            int32[2]      semantic tag ids (0 = no tag)
+    tag_names       string[2]     names from tags.txt ('' for 0 or unknown)
+    challenge       int32
+    challenge_name  string
+    id              int64         AVA image id (also the example key)
+
+Splits: `test` = ids listed in generic_test.jpgl, `train` = all other valid records. Configs with
+`val_fraction > 0` add `validation`: a seeded carve-out of exactly round(val_fraction * n) of the
+n valid train records (numpy `default_rng(seed).permutation` over their sorted ids).
+`config_for(val_fraction, seed)` names the config: `default` (no validation split) or e.g.
+`val0p05_seed0`; each config is its own directory.
+
+Bad records are skipped and listed, never dropped silently and never fatal. `skipped.csv`
+(columns id, line, file, reason, detail; `line` is the record's 1-based line in AVA.txt, or in
+the test list for a bad test-list entry; `file` is the file at fault) lives next to the
+array_record files, and its counts are in `builder.info.metadata` (`skipped` = {reason: count},
+`num_skipped`, `num_rows`, `test_list_ids`, `test_list_ids_not_in_ava_txt`). Reasons:
+
+    wrong_column_count   AVA.txt row without exactly 15 whitespace-separated columns
+    bad_id               image id not a non-negative integer
+    bad_votes            a vote count not a non-negative integer
+    zero_votes           all ten vote counts are 0
+    bad_tag_or_challenge tag/challenge id not a non-negative integer
+    duplicate_id         id already seen on an earlier row (the first row is kept)
+    bad_test_list_entry  a line of generic_test.jpgl that is not an integer id
+    missing_image        images/<id>.jpg does not exist
+    empty_image          zero bytes
+    not_jpeg             no JPEG start-of-image marker
+    truncated_image      no end-of-image marker after the last scan (cut-off download)
+    undecodable_image    cv2.imdecode fails
+
+Images are checked before the splits are made (so the validation size is exact), in a thread pool;
+the decodability check decodes at 1/8 scale (libjpeg still entropy-decodes every block), several
+times cheaper than a full decode on the 255k real images. Records are ordered in the array_record
+files by TFDS's key hash (key = id), not by AVA.txt order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import os
+from typing import Iterator, NamedTuple
+
+import cv2
+import numpy as np
+import tensorflow_datasets as tfds
+
+__all__ = ["Ava", "AvaConfig", "build_ava", "config_for", "data_source", "skipped_report", "SKIPPED_REPORT"]
+
+SKIPPED_REPORT = "skipped.csv"
+_REPORT_FIELDS = ("id", "line", "file", "reason", "detail")
+_AVA_TXT = "AVA.txt"
+_TEST_LIST = "aesthetics_image_lists/generic_test.jpgl"
+_NUM_COLUMNS = 15
+_SCORES = np.arange(1, 11, dtype=np.float64)
+
+
+@dataclasses.dataclass(eq=False)
+class AvaConfig(tfds.core.BuilderConfig):
+    """`val_fraction` of the train ids (seeded by `seed`) form a `validation` split when > 0."""
+
+    val_fraction: float = 0.0
+    seed: int = 0
+
+
+def _config_name(val_fraction: float, seed: int) -> str:
+    if val_fraction == 0:
+        return "default"
+    return f"val{val_fraction:g}_seed{seed}".replace(".", "p").replace("-", "m")
+
+
+class _Row(NamedTuple):
+    line: int
+    image_id: int
+    histogram: np.ndarray  # int64[10]
+    tags: tuple[int, int]
+    challenge: int
+
+
+class Ava(tfds.core.GeneratorBasedBuilder):
+    """AVA: JPEG bytes + 10-bin vote histograms, standard generic_test split."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "JPEG bytes in array_record; skipped-record report."}
+    BUILDER_CONFIGS = [
+        AvaConfig(name="default", description="train / test (generic_test.jpgl)"),
+        AvaConfig(name=_config_name(0.05, 0), val_fraction=0.05, seed=0,
+                  description="train / validation (5 % of train, seed 0) / test"),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Point manual_dir at an AVA directory holding AVA.txt, tags.txt, challenges.txt, "
+        "images/<id>.jpg and aesthetics_image_lists/generic_test.jpgl."
+    )
+
+    def __init__(self, **kwargs):
+        # TFRecord output needs TensorFlow; array_record gives random access without it.
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+        self._skipped: list[dict] = []
+        self._stats: dict = {}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="AVA: Aesthetic Visual Analysis (Murray et al., CVPR 2012).",
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+                "distribution": tfds.features.Tensor(shape=(10,), dtype=np.float32),
+                "histogram": tfds.features.Tensor(shape=(10,), dtype=np.int32),
+                "votes": tfds.features.Scalar(dtype=np.int32),
+                "mean_score": tfds.features.Scalar(dtype=np.float32),
+                "tags": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                "tag_names": tfds.features.Tensor(shape=(2,), dtype=np.str_),
+                "challenge": tfds.features.Scalar(dtype=np.int32),
+                "challenge_name": tfds.features.Text(),
+                "id": tfds.features.Scalar(dtype=np.int64),
+            }),
+            supervised_keys=("image", "distribution"),
+            citation=(
+                "@inproceedings{murray2012ava, title={AVA: A large-scale database for aesthetic visual "
+                "analysis}, author={Murray, Naila and Marchesotti, Luca and Perronnin, Florent}, "
+                "booktitle={CVPR}, year={2012}}"
+            ),
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    # -- reading the text files ------------------------------------------------------------------
+
+    def _skip(self, image_id, line: int, file: str, reason: str, detail: str = "") -> None:
+        self._skipped.append(dict(id=str(image_id), line=line, file=file, reason=reason, detail=detail))
+
+    def _parse_ava_txt(self, path: str) -> list[_Row]:
+        rows, first_line = [], {}
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line_no, text in enumerate(f, start=1):
+                fields = text.split()
+                if not fields:
+                    continue  # blank line: not a record
+                image_id = fields[1] if len(fields) > 1 else ""
+                if len(fields) != _NUM_COLUMNS:
+                    self._skip(image_id, line_no, _AVA_TXT, "wrong_column_count",
+                               f"{len(fields)} columns, expected {_NUM_COLUMNS}")
+                    continue
+                if not image_id.isdigit():
+                    self._skip(image_id, line_no, _AVA_TXT, "bad_id", f"id {image_id!r}")
+                    continue
+                if not all(v.isdigit() for v in fields[2:12]):
+                    self._skip(image_id, line_no, _AVA_TXT, "bad_votes", " ".join(fields[2:12]))
+                    continue
+                histogram = np.array([int(v) for v in fields[2:12]], np.int64)
+                if histogram.sum() == 0:
+                    self._skip(image_id, line_no, _AVA_TXT, "zero_votes")
+                    continue
+                if not all(v.isdigit() for v in fields[12:15]):
+                    self._skip(image_id, line_no, _AVA_TXT, "bad_tag_or_challenge", " ".join(fields[12:15]))
+                    continue
+                image_id = int(image_id)
+                if image_id in first_line:
+                    self._skip(image_id, line_no, _AVA_TXT, "duplicate_id", f"first on line {first_line[image_id]}")
+                    continue
+                first_line[image_id] = line_no
+                rows.append(_Row(line_no, image_id, histogram, (int(fields[12]), int(fields[13])), int(fields[14])))
+        self._stats["num_rows"] = len(rows) + len(self._skipped)
+        return rows
+
+    def _parse_test_list(self, path: str) -> set[int]:
+        ids = set()
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line_no, text in enumerate(f, start=1):
+                text = text.strip()
+                if text.isdigit():
+                    ids.add(int(text))
+                elif text:
+                    self._skip(text, line_no, _TEST_LIST, "bad_test_list_entry", f"{text[:40]!r}")
+        return ids
+
+    @staticmethod
+    def _parse_names(path: str) -> dict[int, str]:
+        """`id name` lines (names may contain spaces); a missing file gives no names."""
+        names = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for text in f:
+                    parts = text.strip().split(maxsplit=1)
+                    if len(parts) == 2 and parts[0].isdigit():
+                        names[int(parts[0])] = parts[1]
+        return names
+
+    # -- TFDS hooks --------------------------------------------------------------------------------
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        root = os.fspath(dl_manager.manual_dir)
+        for required in (_AVA_TXT, _TEST_LIST):
+            if not os.path.exists(os.path.join(root, required)):
+                raise FileNotFoundError(f"{required} not found in manual_dir {root}")
+        self._skipped, self._stats = [], {}
+        parsed = self._parse_ava_txt(os.path.join(root, _AVA_TXT))
+        test_ids = self._parse_test_list(os.path.join(root, _TEST_LIST))
+        self._stats["test_list_ids"] = len(test_ids)
+        self._stats["test_list_ids_not_in_ava_txt"] = len(test_ids - {r.image_id for r in parsed})
+        rows = self._check_images(root, parsed)
+        tag_names = self._parse_names(os.path.join(root, "tags.txt"))
+        challenge_names = self._parse_names(os.path.join(root, "challenges.txt"))
+
+        splits = {"train": [r for r in rows if r.image_id not in test_ids],
+                  "test": [r for r in rows if r.image_id in test_ids]}
+        config = self.builder_config
+        if config.val_fraction > 0:
+            train_ids = np.array(sorted(r.image_id for r in splits["train"]), np.int64)
+            n_val = int(round(config.val_fraction * len(train_ids)))
+            val_ids = set(np.random.default_rng(config.seed).permutation(train_ids)[:n_val].tolist())
+            splits["validation"] = [r for r in splits["train"] if r.image_id in val_ids]
+            splits["train"] = [r for r in splits["train"] if r.image_id not in val_ids]
+        return {name: self._generate_examples(root, split_rows, tag_names, challenge_names)
+                for name, split_rows in splits.items()}
+
+    def _check_images(self, root: str, rows: list[_Row]) -> list[_Row]:
+        """The rows whose image is a complete, decodable JPEG; the others are reported.
+
+        Checked before the split so that the validation carve-out is exact; threads overlap file
+        reads and libjpeg (which releases the GIL).
+        """
+        paths = [os.path.join(root, _image_relpath(row.image_id)) for row in rows]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
+            problems = list(pool.map(_check_jpeg, paths, chunksize=64))
+        for row, problem in zip(rows, problems):
+            if problem is not None:
+                self._skip(row.image_id, row.line, _image_relpath(row.image_id), *problem)
+        return [row for row, problem in zip(rows, problems) if problem is None]
+
+    def _generate_examples(self, root, rows, tag_names, challenge_names) -> Iterator[tuple[int, dict]]:
+        for row in rows:
+            with open(os.path.join(root, _image_relpath(row.image_id)), "rb") as f:
+                jpeg = f.read()
+            votes = int(row.histogram.sum())
+            distribution = row.histogram / votes
+            yield row.image_id, {
+                "image": jpeg,
+                "distribution": distribution.astype(np.float32),
+                "histogram": row.histogram.astype(np.int32),
+                "votes": votes,
+                "mean_score": np.float32(np.dot(_SCORES, distribution)),
+                "tags": np.array(row.tags, np.int32),
+                "tag_names": np.array([tag_names.get(t, "") if t else "" for t in row.tags], dtype=object),
+                "challenge": row.challenge,
+                "challenge_name": challenge_names.get(row.challenge, ""),
+                "id": row.image_id,
+            }
+
+    def _download_and_prepare(self, dl_manager, download_config=None):
+        super()._download_and_prepare(dl_manager, download_config)
+        # Write the report beside the array_record files (self.data_dir is still the temporary
+        # build directory here, so the report moves with the dataset when TFDS renames it).
+        self._skipped.sort(key=lambda r: (r["file"] == _TEST_LIST, r["line"], r["file"]))
+        with open(os.path.join(os.fspath(self.data_dir), SKIPPED_REPORT), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=_REPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(self._skipped)
+        by_reason: dict[str, int] = {}
+        for record in self._skipped:
+            by_reason[record["reason"]] = by_reason.get(record["reason"], 0) + 1
+        self.info.metadata.update(
+            skipped=by_reason, num_skipped=len(self._skipped), skipped_report=SKIPPED_REPORT,
+            val_fraction=float(self.builder_config.val_fraction), seed=int(self.builder_config.seed),
+            **self._stats)
+
+
+def _image_relpath(image_id: int) -> str:
+    return f"images/{image_id}.jpg"
+
+
+def _check_jpeg(path: str) -> tuple[str, str] | None:
+    """(reason, detail) if the file at `path` is not a complete, decodable JPEG, else None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return "missing_image", ""
+    except OSError as e:
+        return "missing_image", f"unreadable: {e}"
+    if not data:
+        return "empty_image", "0 bytes"
+    if not data.startswith(b"\xff\xd8"):
+        return "not_jpeg", f"starts with {data[:4].hex()}"
+    # Entropy-coded data byte-stuffs 0xFF, so FF D9 after the last scan header can only be EOI.
+    if data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 2):
+        return "truncated_image", f"{len(data)} bytes, no end-of-image marker"
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+        return "undecodable_image", f"{len(data)} bytes"
+    return None
+
+
+def config_for(val_fraction: float = 0.0, seed: int = 0) -> AvaConfig:
+    """The predefined config with these values, or a custom one named after them."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    name = _config_name(val_fraction, seed)
+    predefined = Ava.builder_configs.get(name)
+    if predefined is not None:
+        return predefined
+    return AvaConfig(name=name, val_fraction=float(val_fraction), seed=int(seed),
+                     description=f"train / validation ({val_fraction:g} of train, seed {seed}) / test")
+
+
+def build_ava(manual_dir, data_dir, *, val_fraction: float = 0.0, seed: int = 0) -> Ava:
+    """Prepares AVA from `manual_dir` into `data_dir` (nothing is downloaded) and returns the builder.
+
+    Idempotent: an existing build of the same config in `data_dir` is reused as is (TFDS does not
+    look at `manual_dir` again, so delete `<data_dir>/ava/<config>` to rebuild after changing it).
+    """
+    builder = Ava(data_dir=os.fspath(data_dir), config=config_for(val_fraction, seed))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+    return builder
+
+
+def data_source(builder: tfds.core.DatasetBuilder, split: str):
+    """Random-access source (len, __getitem__) over a prepared split; `image` stays JPEG bytes."""
+    return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def skipped_report(builder: tfds.core.DatasetBuilder) -> list[dict]:
+    """The skipped records of a prepared build: dicts with id, line (int), file, reason, detail."""
+    path = os.path.join(os.fspath(builder.data_dir), SKIPPED_REPORT)
+    with open(path, newline="") as f:
+        return [dict(record, line=int(record["line"])) for record in csv.DictReader(f)]

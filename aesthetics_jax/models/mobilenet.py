@@ -1,0 +1,116 @@
+"""MobileNet v1 backbone with the layer structure and names of `keras.applications.MobileNet`.
+
+Structure (Keras 3.15 `keras/src/applications/mobilenet.py`, `include_top=False`)::
+
+    conv1      Conv2D 3x3, int(32*width) filters, stride 2, padding 'same', no bias
+    conv1_bn   BatchNorm (eps 1e-3, momentum 0.99), ReLU6
+    13 depthwise-separable blocks i = 1..13 with pointwise filters int(f*width),
+    f = 64, 128, 128, 256, 256, 512 (x6), 1024, 1024, stride 2 at blocks 2, 4, 6, 12:
+      [ZeroPadding2D ((0, 1), (0, 1)) before a stride-2 block, then padding 'valid';
+       padding 'same' at stride 1]
+      conv_dw_{i}      DepthwiseConv2D 3x3, depth_multiplier, no bias
+      conv_dw_{i}_bn   BatchNorm, ReLU6
+      conv_pw_{i}      Conv2D 1x1, no bias
+      conv_pw_{i}_bn   BatchNorm, ReLU6
+
+Flax mapping:
+  * Module names are the Keras layer names, so `params['conv_dw_3']['kernel']` is Keras layer
+    `conv_dw_3`'s kernel and the Keras converter (`aesthetics_jax.convert.keras`) maps by name.
+  * Keras' ZeroPadding2D + 'valid' is folded into the conv's explicit padding ((0, 1), (0, 1)),
+    which is the identical computation. Flax 'SAME' is TensorFlow's 'SAME' (extra padding at the
+    end), so `conv1` matches Keras at every input size, odd ones included.
+  * DepthwiseConv2D is `nn.Conv(feature_group_count=C)`. Flax's kernel is [3, 3, 1, C*m] with
+    output channel c*m + j, which is Keras' [3, 3, C, m] kernel reshaped (C order).
+  * BatchNorm: Keras' momentum 0.99 means the same in Flax (`ra = 0.99 ra + 0.01 batch`);
+    scale/bias are params, mean/var live in `batch_stats`, always float32.
+  * Kernels use Keras' default initialiser (glorot_uniform), so from-scratch training behaves
+    like the Keras original.
+
+`width` is Keras' `alpha` (ImageNet weights exist for 0.25, 0.5, 0.75, 1.0; any value > 0 builds).
+`num_blocks` (1..13) truncates the network after block `num_blocks`: a tiny variant for tests
+with the same names as the full one.
+
+Output: `{'feature_map': [B, h, w, C] in the compute dtype, 'pooled': [B, C] float32 global
+average}`; h = w = 7 for 224 px input with all 13 blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (pointwise filters at width 1, stride) for blocks 1..13.
+BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
+
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
+KERNEL_INIT = nn.initializers.glorot_uniform()
+
+
+class MobileNet(nn.Module):
+    """MobileNet v1 feature extractor (Keras applications names; see module docstring)."""
+
+    width: float = 1.0
+    depth_multiplier: int = 1
+    num_blocks: int = len(BLOCKS)
+    dtype: Any = jnp.float32
+
+    def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
+        return nn.Conv(
+            features,
+            (kernel, kernel),
+            strides=(stride, stride),
+            padding=padding,
+            feature_group_count=groups,
+            use_bias=False,
+            kernel_init=KERNEL_INIT,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name=name,
+        )(x)
+
+    def _bn_relu6(self, x, name: str, train: bool):
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name=name,
+        )(x)
+        return nn.relu6(x)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        if self.width <= 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
+        if not 1 <= self.num_blocks <= len(BLOCKS):
+            raise ValueError(f"num_blocks must be in 1..{len(BLOCKS)}, got {self.num_blocks}")
+        x = x.astype(self.dtype)
+        x = self._conv(x, int(32 * self.width), 3, 2, "SAME", "conv1")
+        x = self._bn_relu6(x, "conv1_bn", train)
+        for i, (filters, stride) in enumerate(BLOCKS[: self.num_blocks], start=1):
+            channels = x.shape[-1]
+            padding = "SAME" if stride == 1 else ((0, 1), (0, 1))
+            x = self._conv(x, channels * self.depth_multiplier, 3, stride, padding, f"conv_dw_{i}", groups=channels)
+            x = self._bn_relu6(x, f"conv_dw_{i}_bn", train)
+            x = self._conv(x, int(filters * self.width), 1, 1, "SAME", f"conv_pw_{i}")
+            x = self._bn_relu6(x, f"conv_pw_{i}_bn", train)
+        pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        return {"feature_map": x, "pooled": pooled}
