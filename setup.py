@@ -29,7 +29,7 @@ CORE = [
 EXTRAS = {
     "export": ["onnx==1.23.2", "onnxruntime==1.32.0", "jax2onnx==0.17.1"],
     "tf": ["tensorflow-cpu==2.21.0"],
-    "dev": ["pytest", "scipy", "scikit-learn"],
+    "dev": ["pytest", "scipy", "scikit-learn", "keras==3.15.1"],  # keras: parity references
 }
 EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"]
 
