@@ -65,6 +65,7 @@ class JsonlWriter:
             value = _to_float(v)
             row[k] = value if math.isfinite(value) else None
         self._file.write(json.dumps(row) + "\n")
+        self._file.flush()  # a killed run keeps every line it logged
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         self._file.write(json.dumps({"hparams": dict(hparams)}, default=str) + "\n")
