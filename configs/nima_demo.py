@@ -27,23 +27,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.resize_size = 128
     c.data.val_fraction = 0.1
 
-    c.model = common.nima_model(name="mobilenet", width=0.5, dropout=0.2)
+    c.model = common.nima_model(name="mobilenet", width=0.25, dropout=0.2)
     c.losses = common.emd_losses(r=2)
 
     c.batch_size = 32
     c.eval_batch_size = 64
-    c.num_epochs = 12
-    c.total_steps = 0  # 0: derived from num_epochs
+    c.num_epochs = 0
+    c.total_steps = 1500
     c.optimizer = "adam"
     c.optimizer_kwargs = {}
-    c.lr = 2e-3
+    c.lr = 3e-3
     c.schedule = [(".*", dict(warmup_steps=50, decay_type="cosine"))]
     c.grad_clip_norm = 1.0
     c.init_from = ml_collections.ConfigDict(dict(workdir="", step=-1, dont_load=[]))  # "" = none
 
     c.log_every = 25
-    c.eval_every = 200
-    c.ckpt_every = 100
+    c.eval_every = 500
+    c.ckpt_every = 250
     c.keep_ckpts = 2
     c.best_metric = "val/emd/srcc"
     c.best_mode = "max"

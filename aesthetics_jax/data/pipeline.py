@@ -39,6 +39,12 @@ jax), so each host restores its own shard's position. It writes the state when `
 so an async CheckpointManager still records the position at that step even if the iterator moves
 on before the save finishes (tests/test_pipeline.py checks this).
 
+OpenCV's own thread pool: `make_dataset` calls `cv2.setNumThreads(opencv_threads)` (default 1,
+process-wide). cv2.resize otherwise splits every 256 x 256 resize across all cores, which on a
+2-core box costs more than it gains once grain's read threads already run images in parallel
+(benchmarks/input_pipeline.py: 224 -> 393 img/s with num_threads=0 on a loaded 2-core box).
+Pass `opencv_threads=None` to leave OpenCV's setting alone.
+
 Notes for callers: `id` is int64 and only for bookkeeping; with jax_enable_x64 off, keep it on the
 host (device_put would truncate it to int32). Throughput measured on the 2-core box (train
 transform, batch 64): AVA-sized 500x375 JPEGs -> 256 -> 224: 580 img/s with num_threads=0,
@@ -52,6 +58,7 @@ import math
 import os
 from typing import Any, Mapping, Sequence
 
+import cv2
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
@@ -156,8 +163,11 @@ def make_dataset(
     drop_remainder: bool | None = None,
     pad_remainder: bool = False,
     keys: Sequence[str] = DEFAULT_KEYS,
+    opencv_threads: int | None = 1,
 ) -> grain.IterDataset:
     """The batched grain IterDataset; `iter()` it (or use `make_iterator`). Args as make_iterator."""
+    if opencv_threads is not None:
+        cv2.setNumThreads(int(opencv_threads))
     if shard_index is None or shard_count is None:
         shard_index, shard_count = _process_shard()
     if not 0 <= shard_index < shard_count:

@@ -3,7 +3,7 @@
 They follow clu's ``MetricWriter`` interface (``write_scalars(step, scalars)``, ``write_hparams``,
 ``flush``, ``close``). clu 0.0.12's own ``clu.metric_writers`` package imports TensorFlow when it is
 imported (its ``SummaryWriter`` is TF-based), and training must not import TensorFlow, so the
-TensorBoard writer here writes event files through tensorboard's pure-Python ``EventFileWriter``.
+TensorBoard writer here writes event files with tensorboard's pure-Python record framing.
 TensorBoard reads them as usual: ``tensorboard --logdir WORKDIR``.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from typing import Any, Mapping
 
@@ -23,15 +24,24 @@ def _to_float(value: Any) -> float:
 
 
 class TensorBoardWriter:
-    """Scalars as TensorBoard ``simple_value`` summaries in ``logdir/events.out.tfevents.*``."""
+    """Scalars as TensorBoard ``simple_value`` summaries in ``logdir/events.out.tfevents.*``.
+
+    Records are framed by tensorboard's ``RecordWriter`` into a plain local file. (tensorboard's
+    ``EventFileWriter`` goes through ``tf.io.gfile`` and so imports TensorFlow whenever it is
+    installed — e.g. next to the ``[tf]`` export extra.)
+    """
 
     def __init__(self, logdir: str):
         from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
         os.makedirs(logdir, exist_ok=True)
-        self._writer = EventFileWriter(logdir, flush_secs=30)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self._writer = RecordWriter(open(os.path.join(logdir, name), "wb"))
+        self._writer.write(
+            event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()
+        )
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         values = [
@@ -40,7 +50,8 @@ class TensorBoardWriter:
         event = self._event_pb2.Event(
             wall_time=time.time(), step=int(step), summary=self._summary_pb2.Summary(value=values)
         )
-        self._writer.add_event(event)
+        self._writer.write(event.SerializeToString())
+        self._writer.flush()
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         del hparams  # The full config is saved as config.json beside the logs.

@@ -45,27 +45,36 @@ array_record files, and its counts are in `builder.info.metadata` (`skipped` = {
     bad_test_list_entry  a line of generic_test.jpgl that is not an integer id
     missing_image        images/<id>.jpg does not exist
     empty_image          zero bytes
-    not_jpeg             no JPEG start-of-image marker
+    not_jpeg             no JPEG start-of-image marker and no other known image format
     truncated_image      no end-of-image marker after the last scan (cut-off download)
-    undecodable_image    cv2.imdecode fails
+    decompression_bomb   the header declares more than image_io.DEFAULT_MAX_PIXELS pixels
+    undecodable_image    the header or the pixels cannot be decoded
+
+Images go through `aesthetics_jax.data.image_io` (see there): plain RGB / greyscale JPEGs are stored
+byte for byte; PNG or other formats behind .jpg, CMYK, alpha, 16-bit and EXIF-rotated images are
+stored re-encoded as upright RGB JPEG (quality 95), and `metadata['reencoded']` counts them by cause.
+Configs with `resize_shorter = N > 0` store every image whose shorter side exceeds N shrunk to N
+(aspect kept; names end in `_s<N>`); the default keeps the original size.
 
 Images are checked before the splits are made (so the validation size is exact), in a thread pool;
-the decodability check decodes at 1/8 scale (libjpeg still entropy-decodes every block), several
-times cheaper than a full decode on the 255k real images. Records are ordered in the array_record
-files by TFDS's key hash (key = id), not by AVA.txt order.
+the decodability check of kept JPEGs decodes at 1/8 scale (libjpeg still entropy-decodes every
+block), several times cheaper than a full decode on the 255k real images. Check results are cached
+in `<data_dir>/ava/_inspect_cache/` so an interrupted build resumes without re-checking, and
+`aesthetics-jax data build ava --inspect_shard i/n` lets n processes share the checking first.
+Records are ordered in the array_record files by TFDS's key hash (key = id), not by AVA.txt order.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import os
 from typing import Iterator, NamedTuple
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
+
+from aesthetics_jax.data import image_io
 
 __all__ = ["Ava", "AvaConfig", "build_ava", "config_for", "data_source", "skipped_report", "SKIPPED_REPORT"]
 
@@ -83,12 +92,12 @@ class AvaConfig(tfds.core.BuilderConfig):
 
     val_fraction: float = 0.0
     seed: int = 0
+    resize_shorter: int = 0  # > 0: store images with their shorter side shrunk to this
 
 
-def _config_name(val_fraction: float, seed: int) -> str:
-    if val_fraction == 0:
-        return "default"
-    return f"val{val_fraction:g}_seed{seed}".replace(".", "p").replace("-", "m")
+def _config_name(val_fraction: float, seed: int, resize_shorter: int = 0) -> str:
+    name = "default" if val_fraction == 0 else f"val{val_fraction:g}_seed{seed}".replace(".", "p").replace("-", "m")
+    return name if not resize_shorter else f"{name}_s{int(resize_shorter)}"
 
 
 class _Row(NamedTuple):
@@ -121,6 +130,8 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
         self._skipped: list[dict] = []
         self._stats: dict = {}
+        self._inspections: dict[int, image_io.Inspection] = {}
+        self.inspect_progress: str | None = None  # a label: print image-check progress to stderr
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -216,7 +227,7 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         for required in (_AVA_TXT, _TEST_LIST):
             if not os.path.exists(os.path.join(root, required)):
                 raise FileNotFoundError(f"{required} not found in manual_dir {root}")
-        self._skipped, self._stats = [], {}
+        self._skipped, self._stats, self._inspections = [], {}, {}
         parsed = self._parse_ava_txt(os.path.join(root, _AVA_TXT))
         test_ids = self._parse_test_list(os.path.join(root, _TEST_LIST))
         self._stats["test_list_ids"] = len(test_ids)
@@ -244,17 +255,26 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         reads and libjpeg (which releases the GIL).
         """
         paths = [os.path.join(root, _image_relpath(row.image_id)) for row in rows]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
-            problems = list(pool.map(_check_jpeg, paths, chunksize=64))
-        for row, problem in zip(rows, problems):
-            if problem is not None:
-                self._skip(row.image_id, row.line, _image_relpath(row.image_id), *problem)
-        return [row for row, problem in zip(rows, problems) if problem is None]
+        inspections = image_io.inspect_files(
+            paths, resize_shorter=self.builder_config.resize_shorter or None,
+            cache_dir=inspect_cache_dir(self._data_dir_root, self.name), progress=self.inspect_progress)
+        reencoded: dict[str, int] = {}
+        for row, inspection in zip(rows, inspections):
+            if not inspection.ok:
+                self._skip(row.image_id, row.line, _image_relpath(row.image_id), inspection.reason, inspection.detail)
+            else:
+                self._inspections[row.image_id] = inspection
+                if inspection.action != "keep":
+                    why = inspection.action.split(":", 1)[1]
+                    reencoded[why] = reencoded.get(why, 0) + 1
+        self._stats["reencoded"] = reencoded
+        return [row for row, inspection in zip(rows, inspections) if inspection.ok]
 
     def _generate_examples(self, root, rows, tag_names, challenge_names) -> Iterator[tuple[int, dict]]:
         for row in rows:
-            with open(os.path.join(root, _image_relpath(row.image_id)), "rb") as f:
-                jpeg = f.read()
+            jpeg = image_io.storage_bytes(os.path.join(root, _image_relpath(row.image_id)),
+                                          self._inspections[row.image_id],
+                                          resize_shorter=self.builder_config.resize_shorter or None)
             votes = int(row.histogram.sum())
             distribution = row.histogram / votes
             yield row.image_id, {
@@ -285,6 +305,7 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         self.info.metadata.update(
             skipped=by_reason, num_skipped=len(self._skipped), skipped_report=SKIPPED_REPORT,
             val_fraction=float(self.builder_config.val_fraction), seed=int(self.builder_config.seed),
+            resize_shorter=int(self.builder_config.resize_shorter),
             **self._stats)
 
 
@@ -292,46 +313,35 @@ def _image_relpath(image_id: int) -> str:
     return f"images/{image_id}.jpg"
 
 
-def _check_jpeg(path: str) -> tuple[str, str] | None:
-    """(reason, detail) if the file at `path` is not a complete, decodable JPEG, else None."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return "missing_image", ""
-    except OSError as e:
-        return "missing_image", f"unreadable: {e}"
-    if not data:
-        return "empty_image", "0 bytes"
-    if not data.startswith(b"\xff\xd8"):
-        return "not_jpeg", f"starts with {data[:4].hex()}"
-    # Entropy-coded data byte-stuffs 0xFF, so FF D9 after the last scan header can only be EOI.
-    if data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 2):
-        return "truncated_image", f"{len(data)} bytes, no end-of-image marker"
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        return "undecodable_image", f"{len(data)} bytes"
-    return None
+def inspect_cache_dir(data_dir_root, name: str) -> str:
+    """Where a builder named `name` caches its image checks (shared by its configs)."""
+    return os.path.join(os.fspath(data_dir_root), name, "_inspect_cache")
 
 
-def config_for(val_fraction: float = 0.0, seed: int = 0) -> AvaConfig:
+def config_for(val_fraction: float = 0.0, seed: int = 0, resize_shorter: int = 0) -> AvaConfig:
     """The predefined config with these values, or a custom one named after them."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    name = _config_name(val_fraction, seed)
+    if resize_shorter < 0:
+        raise ValueError(f"resize_shorter must be >= 0 (0 = original size), got {resize_shorter}")
+    name = _config_name(val_fraction, seed, resize_shorter)
     predefined = Ava.builder_configs.get(name)
     if predefined is not None:
         return predefined
-    return AvaConfig(name=name, val_fraction=float(val_fraction), seed=int(seed),
-                     description=f"train / validation ({val_fraction:g} of train, seed {seed}) / test")
+    size = f", shorter side {resize_shorter}" if resize_shorter else ""
+    return AvaConfig(name=name, val_fraction=float(val_fraction), seed=int(seed), resize_shorter=int(resize_shorter),
+                     description=f"train / validation ({val_fraction:g} of train, seed {seed}) / test{size}")
 
 
-def build_ava(manual_dir, data_dir, *, val_fraction: float = 0.0, seed: int = 0) -> Ava:
+def build_ava(manual_dir, data_dir, *, val_fraction: float = 0.0, seed: int = 0, resize_shorter: int = 0,
+              progress: bool = False) -> Ava:
     """Prepares AVA from `manual_dir` into `data_dir` (nothing is downloaded) and returns the builder.
 
     Idempotent: an existing build of the same config in `data_dir` is reused as is (TFDS does not
     look at `manual_dir` again, so delete `<data_dir>/ava/<config>` to rebuild after changing it).
     """
-    builder = Ava(data_dir=os.fspath(data_dir), config=config_for(val_fraction, seed))
+    builder = Ava(data_dir=os.fspath(data_dir), config=config_for(val_fraction, seed, resize_shorter))
+    builder.inspect_progress = "ava" if progress else None
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
     return builder

@@ -15,11 +15,13 @@ it reads the real AVA (see /work/shared/DATA_FORMATS.md):
 Base photographs
     Real photographs shipped inside installed wheels, read from the files directly (no network, no
     pooch download): scikit-image's `skimage/data/` photos (astronaut, brick, camera, chelsea,
-    coffee, coins, grass, gravel, hubble_deep_field, ihc, moon, motorcycle_left/right, page,
-    retina, rocket, text), and, when those packages are installed, scikit-learn's
-    `datasets/images/{china,flower}.jpg` and matplotlib's `sample_data/grace_hopper.jpg`. Synthetic
-    patterns (chessboard, color, logo, phantom, horse silhouette) and photos that are already
-    degraded (clock_motion is motion-blurred, cell is a defocused micrograph) are not used.
+    coffee, coins, grass, gravel, moon, motorcycle_left/right, page, rocket, text), and, when those
+    packages are installed, scikit-learn's `datasets/images/{china,flower}.jpg` and matplotlib's
+    `sample_data/grace_hopper.jpg`. Not used: synthetic patterns (chessboard, color, logo, phantom,
+    horse silhouette), photos that are already degraded (clock_motion is motion-blurred, cell is a
+    defocused micrograph), and scientific imagery that is not photography (retina: a fundus
+    image on black; ihc: a microscopy slide; hubble_deep_field: astronomy) — a first demo run held
+    retina out and the model read its black surround as under-exposure (held-out SRCC −0.09 on it).
     motorcycle_left/right are a stereo pair, so they form one *group*; the train/test split is made
     by group, never by image.
 
@@ -40,8 +42,11 @@ Versions
         jpeg      stored at quality Q = round(5 + 40 (1-s)^1.5) instead of the clean quality 95
 
 Quality model (the "ground truth" raters respond to)
-    Each degradation costs p_i = w_i s_i score points, with w = haze 3.0, blur 4.0, exposure 3.5,
-    cast 2.5, noise 3.5, jpeg 3.5. Costs combine sub-additively (a photo cannot get worse than
+    Each degradation costs p_i = w_i s_i score points, with w = haze 1.5, blur 4.5, exposure 2.0,
+    cast 1.0, noise 4.0, jpeg 4.0. Local artefacts (blur, noise, JPEG blocking) cost more than
+    global tone changes (haze, exposure, colour cast): a tone change is confounded with content
+    (a night sky or a fundus photo *is* dark), so weighting it heavily would make the demo's
+    label unlearnable across unseen photographs rather than merely noisy. Costs combine sub-additively (a photo cannot get worse than
     terrible): P = P_max (1 - prod_i (1 - p_i / P_max)), P_max = 5.5. The latent quality is
 
         q = 7.3 + base_offset(photo) + e - P,    base_offset ~ N(0, 0.25) clipped to +/-0.5 per photo,
@@ -96,7 +101,7 @@ import numpy as np
 
 __all__ = ["BasePhoto", "BASE_PHOTOS", "DEGRADATIONS", "available_base_photos", "build_demo_ava"]
 
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 4
 _MARKER = ".demo_complete.json"
 _MANIFEST = "demo_manifest.csv"
 _CLEAN_JPEG_QUALITY = 95
@@ -116,7 +121,7 @@ _CROP_AREA_RANGE = (0.35, 1.0)
 
 # Application order and full cost (points on the 1..10 scale).
 DEGRADATIONS = ("haze", "blur", "exposure", "cast", "noise", "jpeg")
-_WEIGHTS = {"haze": 3.0, "blur": 4.0, "exposure": 3.5, "cast": 2.5, "noise": 3.5, "jpeg": 3.5}
+_WEIGHTS = {"haze": 1.5, "blur": 4.5, "exposure": 2.0, "cast": 1.0, "noise": 4.0, "jpeg": 4.0}
 
 # Small tag / challenge tables in AVA's `id name` format (names follow AVA's vocabulary).
 _TAGS = (
@@ -165,13 +170,10 @@ BASE_PHOTOS: tuple[BasePhoto, ...] = (
     _sk("coins", "coins.png", ("Still Life", "Macro"), ("Still Life", "Black and White")),
     _sk("grass", "grass.png", ("Nature", "Texture"), ("Textures", "Black and White")),
     _sk("gravel", "gravel.png", ("Texture", "Abstract"), ("Textures", "Free Study")),
-    _sk("hubble_deep_field", "hubble_deep_field.jpg", ("Astrophotography", "Sky"), ("Night Sky", "Science")),
-    _sk("ihc", "ihc.png", ("Science and Technology", "Macro"), ("Science", "Free Study")),
     _sk("moon", "moon.png", ("Astrophotography", "Black and White"), ("Night Sky", "Black and White")),
     _sk("motorcycle_left", "motorcycle_left.png", ("Transportation", "Still Life"), ("Machines", "Still Life"), "motorcycle"),
     _sk("motorcycle_right", "motorcycle_right.png", ("Transportation", "Still Life"), ("Machines", "Still Life"), "motorcycle"),
     _sk("page", "page.png", ("Black and White", "Vintage"), ("Black and White", "Free Study")),
-    _sk("retina", "retina.jpg", ("Science and Technology", "Macro"), ("Science", "Free Study")),
     _sk("rocket", "rocket.jpg", ("Science and Technology", "Transportation"), ("Machines", "Science")),
     _sk("text", "text.png", ("Black and White", "Abstract"), ("Black and White", "Free Study")),
     BasePhoto("china", "sklearn", "datasets/images/china.jpg", "china", ("Architecture", "Travel"), ("Travel", "Free Study")),

@@ -1,0 +1,144 @@
+"""``aesthetics-jax data build ava|eva|aadb|demo ...``: prepare a dataset from a local copy.
+
+    aesthetics-jax data build ava  --manual_dir /data/AVA  --data_dir /data/tfds [--val_fraction 0.05 --seed 0]
+    aesthetics-jax data build eva  --manual_dir /data/eva-dataset --data_dir /data/tfds \\
+                                   [--val_fraction 0.1 --test_fraction 0.1 --seed 0 --unit]
+    aesthetics-jax data build aadb --manual_dir /data/AADB --data_dir /data/tfds
+    aesthetics-jax data build demo --data_dir /data/tfds          (renders the demo photos first)
+
+Common options: `--resize_shorter N` stores every image with its shorter side shrunk to N (a
+separate config, e.g. `default_s320`; default 0 = original size); `--quiet` hides the progress
+lines of the image checks (TFDS prints its own progress bars while writing records).
+
+Re-running is safe: a finished build of the same config is reused as is. An interrupted build
+resumes its image checks from `<data_dir>/<name>/_inspect_cache/`; `--inspect_shard i/n` only
+checks the i-th of n slices of the images (0-based) into that cache and exits, so n processes
+can share the expensive part before one final run without the flag writes the records.
+Prints one summary line per split and the path of the skipped-records report; exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main", "build"]
+
+DATASETS = ("ava", "eva", "aadb", "demo")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aesthetics-jax data", description="Dataset preparation.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    build = sub.add_parser("build", help="build a TFDS dataset (array_record, JPEG bytes) from local files")
+    build.add_argument("dataset", choices=DATASETS)
+    build.add_argument("--manual_dir", help="the downloaded dataset (not needed for demo)")
+    build.add_argument("--data_dir", required=True, help="TFDS data directory to build into")
+    build.add_argument("--val_fraction", type=float, default=None,
+                       help="ava: seeded validation carve-out of train (default 0); eva: by-image (default 0.1)")
+    build.add_argument("--test_fraction", type=float, default=0.1, help="eva: by-image test fraction")
+    build.add_argument("--seed", type=int, default=0, help="split seed (ava validation, eva splits)")
+    build.add_argument("--unit", action="store_true", help="eva: scores rescaled to [0, 1]")
+    build.add_argument("--resize_shorter", type=int, default=0, help="store shorter side N (0 = original size)")
+    build.add_argument("--inspect_shard", default=None, metavar="I/N",
+                       help="only check slice I of N of the images into the cache, then exit")
+    build.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def build(args: argparse.Namespace):
+    """Builds (or reuses) the dataset the parsed arguments name; returns the TFDS builder."""
+    data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    progress = not args.quiet
+    if args.dataset == "demo":
+        from aesthetics_jax.data.builders import ava, demo  # pylint: disable=g-import-not-at-top
+
+        manual_dir = os.path.join(data_dir, "demo", "raw")
+        summary = demo.build_demo_ava(manual_dir)
+        print(f"demo: {summary['num_images']} images rendered in {manual_dir}", flush=True)
+        return ava.build_ava(manual_dir, os.path.join(data_dir, "demo"), val_fraction=args.val_fraction or 0.0,
+                             seed=args.seed, resize_shorter=args.resize_shorter, progress=progress)
+    if not args.manual_dir:
+        raise SystemExit(f"aesthetics-jax data build {args.dataset}: --manual_dir is required")
+    manual_dir = os.path.abspath(os.path.expanduser(args.manual_dir))
+    if not os.path.isdir(manual_dir):
+        raise SystemExit(f"aesthetics-jax data build {args.dataset}: manual_dir {manual_dir} is not a directory")
+    if args.dataset == "ava":
+        from aesthetics_jax.data.builders import ava  # pylint: disable=g-import-not-at-top
+
+        return ava.build_ava(manual_dir, data_dir, val_fraction=args.val_fraction or 0.0, seed=args.seed,
+                             resize_shorter=args.resize_shorter, progress=progress)
+    if args.dataset == "eva":
+        from aesthetics_jax.data.builders import eva  # pylint: disable=g-import-not-at-top
+
+        return eva.build_eva(manual_dir, data_dir,
+                             val_fraction=0.1 if args.val_fraction is None else args.val_fraction,
+                             test_fraction=args.test_fraction, seed=args.seed, unit=args.unit,
+                             resize_shorter=args.resize_shorter, progress=progress)
+    from aesthetics_jax.data.builders import aadb  # pylint: disable=g-import-not-at-top
+
+    return aadb.build_aadb(manual_dir, data_dir, resize_shorter=args.resize_shorter, progress=progress)
+
+
+def _image_paths(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """(builder name, every image path the build would check), for --inspect_shard."""
+    manual_dir = os.path.abspath(os.path.expanduser(args.manual_dir or ""))
+    if args.dataset in ("ava", "demo"):
+        if args.dataset == "demo":
+            manual_dir = os.path.join(os.path.abspath(args.data_dir), "demo", "raw")
+        names = os.listdir(os.path.join(manual_dir, "images"))
+        return "ava", [os.path.join(manual_dir, "images", n) for n in sorted(names)]
+    if args.dataset == "eva":
+        folder = next((os.path.join(manual_dir, d) for d in ("images/EVA_together", "EVA_together")
+                       if os.path.isdir(os.path.join(manual_dir, d))), None)
+        if folder is None:
+            raise SystemExit(f"no images/EVA_together or EVA_together folder in {manual_dir}")
+        return "eva", [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+    paths = []
+    for folder in ("datasetImages_originalSize", "datasetImages_warp256", "AADB_newtest_originalSize", "AADB_newtest"):
+        if os.path.isdir(os.path.join(manual_dir, folder)):
+            paths += [os.path.join(manual_dir, folder, n) for n in sorted(os.listdir(os.path.join(manual_dir, folder)))]
+    return "aadb", paths
+
+
+def _inspect_shard(args: argparse.Namespace) -> int:
+    from aesthetics_jax.data import image_io  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.data.builders import ava  # pylint: disable=g-import-not-at-top
+
+    try:
+        index, count = (int(v) for v in args.inspect_shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--inspect_shard wants I/N with 0 <= I < N, got {args.inspect_shard!r}") from None
+    name, paths = _image_paths(args)
+    data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    if args.dataset == "demo":
+        data_dir = os.path.join(data_dir, "demo")
+    shard = paths[index::count]
+    results = image_io.inspect_files(shard, resize_shorter=args.resize_shorter or None,
+                                     cache_dir=ava.inspect_cache_dir(data_dir, name),
+                                     cache_name=f"{image_io.CACHE_PREFIX}_{index}of{count}",
+                                     progress=None if args.quiet else f"{name} shard {index}/{count}")
+    bad = sum(not r.ok for r in results)
+    print(f"{name}: checked {len(shard)} images (shard {index}/{count}), {bad} unusable", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.inspect_shard:
+        return _inspect_shard(args)
+    builder = build(args)
+    for split, info in builder.info.splits.items():
+        print(f"{builder.info.full_name} {split}: {info.num_examples} examples", flush=True)
+    metadata = builder.info.metadata or {}
+    print(f"skipped: {metadata.get('num_skipped', 0)} {dict(metadata.get('skipped', {}))}; report "
+          f"{os.path.join(builder.data_dir, metadata.get('skipped_report', 'skipped.csv'))}", flush=True)
+    print(f"data_dir: {builder.data_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
