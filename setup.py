@@ -27,11 +27,17 @@ CORE = [
     "scikit-image==0.26.0",  # ships the photographs the demo dataset is rendered from
 ]
 EXTRAS = {
+    # ONNX export and the onnxruntime prediction backend.
     "export": ["onnx==1.23.2", "onnxruntime==1.32.0", "jax2onnx==0.17.1"],
+    # TF SavedModel export through jax2tf (TF Serving); never imported by training or prediction.
     "tf": ["tensorflow-cpu==2.21.0"],
-    "dev": ["pytest", "scipy", "scikit-learn", "keras==3.15.1"],  # keras: parity references
+    # Parity references and weight sources for the converters' tests: Keras 3 (JAX backend),
+    # torchvision, transformers' CLIPModel. torch 2.14.1 / torchvision 0.29.1 is the pair that
+    # installs from the CI machine's local wheels (see README "Tests").
+    "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0"],
+    "dev": ["pytest", "scipy", "scikit-learn", "keras==3.15.1"],
 }
-EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"]
+EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"] + EXTRAS["torch"]
 
 setuptools.setup(
     name="aesthetics_jax",

@@ -5,11 +5,13 @@
 Generates `num_images` JPEGs of AVA size (500x375 or 375x500, quality 90, photo-like content:
 smooth shapes + texture + noise, ~60-90 KB each) once into `workdir`, holds their bytes in memory
 (as the array_record source does), and measures images/s of the training transform
-(decode -> square resize 256 -> random crop 224 -> random flip -> batch, uint8) for:
+(decode -> square resize 256 (bilinear: a <= 2x shrink) -> random crop 224 -> random flip -> batch,
+uint8) for:
 
     grain_tN          aesthetics_jax.data.pipeline.make_dataset(train=True, num_threads=N)
     grain_s256_tN     the same over records stored at shorter side 256 (image_io resize_shorter,
                       what `aesthetics-jax data build ... --resize_shorter 256` stores)
+    grain[_s256]_wN   the same with N worker processes (make_dataset(num_workers=N), 2 threads each)
     tfdata[_s256]     tf.data: from_tensor_slices(bytes).map(decode_jpeg + resize + crop + flip,
                       AUTOTUNE).batch().prefetch(AUTOTUNE) — only if tensorflow is importable
 
@@ -96,10 +98,10 @@ def _time_batches(iterator, batch_size: int, num_images: int, warmup: int = 2) -
     return n / (time.perf_counter() - start)
 
 
-def bench_grain(jpegs, batch_size, num_images, threads) -> float:
+def bench_grain(jpegs, batch_size, num_images, threads, workers=0) -> float:
     ds = pipeline.make_dataset(_records(jpegs), train=True, batch_size=batch_size, image_size=CROP,
                                resize_size=RESIZE, seed=0, shard_index=0, shard_count=1, num_threads=threads,
-                               prefetch_buffer_size=max(2 * batch_size, 128))
+                               prefetch_buffer_size=max(2 * batch_size, 128), num_workers=workers)
     it = iter(ds)
     first = next(it)
     assert first["image"].shape == (batch_size, CROP, CROP, 3) and first["image"].dtype == np.uint8
@@ -111,7 +113,8 @@ def bench_tfdata(jpegs, batch_size, num_images) -> float:
 
     def load(data):
         image = tf.io.decode_jpeg(data, channels=3)
-        image = tf.image.resize(image, (RESIZE, RESIZE), method="area")  # float32, like NIMA's resize
+        # The project's interpolation for a <= 2x shrink (preprocessing.resize): bilinear.
+        image = tf.image.resize(image, (RESIZE, RESIZE), method="bilinear")
         image = tf.image.random_crop(image, (CROP, CROP, 3))
         image = tf.image.random_flip_left_right(image)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
@@ -128,6 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num_images", type=int, default=2000)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--threads", default="0,2,4,8", help="grain read threads to try")
+    parser.add_argument("--workers", default="2", help="grain worker processes to try (with 2 threads each)")
     parser.add_argument("--workdir", default=os.path.join("/tmp", "aesthetics_jax_bench"))
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -142,6 +146,10 @@ def main(argv=None) -> int:
         print(f"grain_t{threads:<10d} {results[f'grain_t{threads}']:8.0f} img/s", flush=True)
         results[f"grain_s256_t{threads}"] = bench_grain(small, args.batch_size, args.num_images, threads)
         print(f"grain_s256_t{threads:<5d} {results[f'grain_s256_t{threads}']:8.0f} img/s", flush=True)
+    for workers in (int(w) for w in args.workers.split(",") if w):
+        for name, data in ((f"grain_w{workers}", jpegs), (f"grain_s256_w{workers}", small)):
+            results[name] = bench_grain(data, args.batch_size, args.num_images, 2, workers)
+            print(f"{name:<16} {results[name]:8.0f} img/s", flush=True)
     try:
         import tensorflow as tf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     except ImportError:

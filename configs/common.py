@@ -30,7 +30,8 @@ def ava_data() -> ml_collections.ConfigDict:
         split_seed=0,
         image_size=224,
         resize_size=256,
-        num_threads=4,
+        num_threads=4,  # grain read threads (decode in parallel; OpenCV releases the GIL)
+        num_workers=0,  # > 0: batches built in that many processes (grain mp_prefetch)
     ))
 
 

@@ -70,8 +70,17 @@ def test_split_by_base_photo(small):
     assert train_groups and test_groups and not train_groups & test_groups
     train_photos = {m["base_photo"] for m in manifest if int(m["id"]) not in test_ids}
     assert not train_photos & {m["base_photo"] for m in manifest if int(m["id"]) in test_ids}
-    n_groups = len(train_groups | test_groups)
-    assert len(test_groups) == int(np.ceil(0.25 * n_groups))
+    # Stratified by colour: both strata are in train and in test, each with ~25 % of its groups held out.
+    from PIL import Image
+    grey = {}
+    for photo in demo.available_base_photos():
+        with Image.open(photo.path()) as image:
+            grey[photo.group] = image.mode in ("1", "L", "LA", "I", "I;16")
+    for stratum in (False, True):
+        groups = {g for g in train_groups | test_groups if grey[g] == stratum}
+        held = groups & test_groups
+        assert held and groups - held, f"greyscale={stratum}: {sorted(held)} of {sorted(groups)} held out"
+        assert len(held) == max(1, round(0.25 * len(groups)))
     # the stereo pair shares a group, so it can never straddle the split
     assert {m["base_group"] for m in manifest if m["base_photo"].startswith("motorcycle")} == {"motorcycle"}
 

@@ -78,6 +78,12 @@ def test_transforms_match_numpy_reference():
     np.testing.assert_array_equal(preprocessing.resize(big, 20), cv2.resize(big, (20, 20), interpolation=cv2.INTER_AREA))
     np.testing.assert_array_equal(preprocessing.resize(image[:10], 20),
                                   cv2.resize(image[:10], (20, 20), interpolation=cv2.INTER_LINEAR))
+    # Shrinking by at most 2x on both sides (AVA's 500x375 -> 256) is bilinear; beyond 2x, area.
+    mid = big[:, :40]  # 50x40 -> 20x20 needs 2.5x vertically: area
+    np.testing.assert_array_equal(preprocessing.resize(mid, 20), cv2.resize(mid, (20, 20), interpolation=cv2.INTER_AREA))
+    ava_like = big[:38, :40]  # 1.9x and 2x: bilinear
+    np.testing.assert_array_equal(preprocessing.resize(ava_like, 20),
+                                  cv2.resize(ava_like, (20, 20), interpolation=cv2.INTER_LINEAR))
 
 
 def test_eval_batches_shapes_order_and_determinism(source):
@@ -203,3 +209,19 @@ def test_tfds_source_end_to_end(tmp_path):
     assert batch["image"].shape == (4, 16, 16, 3) and batch["distribution"].shape == (4, 10)
     np.testing.assert_allclose(batch["distribution"].sum(1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(batch["mean_score"], (batch["distribution"] * np.arange(1, 11)).sum(1), rtol=1e-5)
+
+
+def test_worker_processes_give_the_same_examples_and_resume(source):
+    """num_workers > 0 (grain mp_prefetch) yields the same (id -> image) examples as the threaded
+    pipeline, and its iterator state restores to identical batches."""
+    threaded = _collect(pipeline.make_iterator(source, **dict(TRAIN, num_threads=2)), 4)
+    it = pipeline.make_iterator(source, **dict(TRAIN, num_threads=2, num_workers=2))
+    procs = _collect(it, 4)
+    by_id = lambda batches: {int(i): img.tobytes() for b in batches for i, img in zip(b["id"], b["image"])}
+    assert sorted(np.concatenate([b["id"] for b in procs])) == sorted(np.concatenate([b["id"] for b in threaded]))
+    assert by_id(procs) == by_id(threaded)
+    state = it.get_state()
+    expected = _collect(it, 3)
+    restored = pipeline.make_iterator(source, **dict(TRAIN, num_threads=2, num_workers=2))
+    restored.set_state(state)
+    _assert_batches_equal(_collect(restored, 3), expected)

@@ -59,6 +59,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 import cv2
+from absl import flags
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
@@ -164,6 +165,7 @@ def make_dataset(
     pad_remainder: bool = False,
     keys: Sequence[str] = DEFAULT_KEYS,
     opencv_threads: int | None = 1,
+    num_workers: int = 0,
 ) -> grain.IterDataset:
     """The batched grain IterDataset; `iter()` it (or use `make_iterator`). Args as make_iterator."""
     if opencv_threads is not None:
@@ -193,7 +195,24 @@ def make_dataset(
         if num_epochs not in (None, 1):
             ds = ds.repeat(num_epochs)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
-    return ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if num_workers > 0:  # whole batches made in worker processes (no GIL between decodes)
+        if not flags.FLAGS.is_parsed():  # grain reads its absl flags; outside an absl app use defaults
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers),
+                            worker_init_fn=None if opencv_threads is None else _OpenCVThreads(int(opencv_threads)))
+    return ds
+
+
+class _OpenCVThreads:
+    """Picklable worker_init_fn: OpenCV's own thread count in each grain worker process."""
+
+    def __init__(self, threads: int):
+        self._threads = threads
+
+    def __call__(self, worker_index: int, worker_count: int) -> None:
+        del worker_index, worker_count
+        cv2.setNumThreads(self._threads)
 
 
 def make_iterator(
@@ -212,6 +231,7 @@ def make_iterator(
     drop_remainder: bool | None = None,
     pad_remainder: bool = False,
     keys: Sequence[str] = DEFAULT_KEYS,
+    num_workers: int = 0,
 ) -> grain.DatasetIterator:
     """A checkpointable iterator of numpy batches (see the module docstring).
 
@@ -230,9 +250,11 @@ def make_iterator(
       drop_remainder: drop a last partial batch; default `train`.
       pad_remainder: eval only; pad to equal full batches on every host (padding has mask False).
       keys: record fields carried into batches next to `image` and `mask`.
+      num_workers: > 0 builds batches in that many worker processes (grain `mp_prefetch`);
+        the source must then be picklable (TFDS array_record sources are). 0 = threads only.
     """
     return iter(make_dataset(
         source, train=train, batch_size=batch_size, image_size=image_size, resize_size=resize_size,
         seed=seed, num_epochs=num_epochs, shard_index=shard_index, shard_count=shard_count,
         num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size,
-        drop_remainder=drop_remainder, pad_remainder=pad_remainder, keys=keys))
+        drop_remainder=drop_remainder, pad_remainder=pad_remainder, keys=keys, num_workers=num_workers))

@@ -4,7 +4,10 @@
                      files come back as 3-channel RGB. EXIF orientation is ignored, as TensorFlow's
                      decode_jpeg and PIL-based Keras loaders do, so pixels match published pipelines.
     resize           to a square `size` x `size` (aspect ratio is not kept, as in NIMA / idealo:
-                     256 x 256). INTER_AREA when shrinking both sides (anti-aliased), else INTER_LINEAR.
+                     256 x 256). INTER_AREA (anti-aliased) when a side shrinks by more than 2x,
+                     else INTER_LINEAR: between 1x and 2x bilinear already reads every source pixel,
+                     and OpenCV's INTER_AREA at a non-integer ratio costs 4x the bilinear resize
+                     (500x375 -> 256x256: 5.1 ms vs 1.3 ms on one core, more than the 3.3 ms decode).
     train_transform  resize -> random crop `image_size` -> horizontal flip with p = 1/2. The crop
                      offset is drawn first (row, then column, each uniform over all valid offsets
                      with `rng.integers`), then the flip (`rng.random() < 0.5`); the generator is the
@@ -38,8 +41,8 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     height, width = image.shape[:2]
     if (height, width) == (size, size):
         return image
-    shrink = height >= size and width >= size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    strong_shrink = height > 2 * size or width > 2 * size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if strong_shrink else cv2.INTER_LINEAR)
 
 
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:

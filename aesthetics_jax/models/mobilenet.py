@@ -19,7 +19,8 @@ Flax mapping:
   * Keras' ZeroPadding2D + 'valid' is folded into the conv's explicit padding ((0, 1), (0, 1)),
     which is the identical computation. Flax 'SAME' is TensorFlow's 'SAME' (extra padding at the
     end), so `conv1` matches Keras at every input size, odd ones included.
-  * DepthwiseConv2D is `nn.Conv(feature_group_count=C)`. Flax's kernel is [3, 3, 1, C*m] with
+  * DepthwiseConv2D is `depthwise.DepthwiseConv` (parameters identical to `nn.Conv(feature_group_count=C)`,
+    computed as shifted products on CPU; `depthwise_impl`). The kernel is [3, 3, 1, C*m] with
     output channel c*m + j, which is Keras' [3, 3, C, m] kernel reshaped (C order).
   * BatchNorm: Keras' momentum 0.99 means the same in Flax (`ra = 0.99 ra + 0.01 batch`);
     scale/bias are params, mean/var live in `batch_stats`, always float32.
@@ -40,6 +41,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from aesthetics_jax.models.depthwise import DepthwiseConv
 
 # (pointwise filters at width 1, stride) for blocks 1..13.
 BLOCKS = (
@@ -70,8 +73,13 @@ class MobileNet(nn.Module):
     depth_multiplier: int = 1
     num_blocks: int = len(BLOCKS)
     dtype: Any = jnp.float32
+    depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
 
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
+        if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
+            return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
+                                 impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
+                                 param_dtype=jnp.float32, name=name)(x)
         return nn.Conv(
             features,
             (kernel, kernel),

@@ -47,13 +47,23 @@ def _create_model(config):
 
 
 def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
-    """Loads params/batch stats of another run into ``state`` (strict, with ``dont_load``)."""
+    """Loads params/batch stats of another run into ``state`` (strict, with ``dont_load``).
+
+    ``init_cfg.workdir`` is a training workdir (its checkpoint ``init_cfg.step``, -1 = latest) or a
+    model bundle (directory or .tar.gz; ``step`` does not apply), whose files are checked against
+    its sha256 manifest first.
+    """
     import re
 
+    from aesthetics_jax.export import bundle as bundle_lib
+
     step = init_cfg.get("step", -1)
-    loaded = checkpointing.restore_params(
-        os.path.join(init_cfg.workdir, "checkpoints"), None if step is None or step < 0 else step
-    )
+    if bundle_lib.is_bundle(init_cfg.workdir):  # a model bundle: verified against its manifest
+        loaded = bundle_lib.load_variables(init_cfg.workdir)
+    else:
+        loaded = checkpointing.restore_params(
+            os.path.join(init_cfg.workdir, "checkpoints"), None if step is None or step < 0 else step
+        )
     dont_load = [re.compile(p) for p in init_cfg.get("dont_load", [])]
 
     def merge(target, source, what):
@@ -205,6 +215,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
         num_threads=config.data.get("num_threads", 4),
+        num_workers=config.data.get("num_workers", 0),
     )
 
     ckpt = checkpointing.Checkpointer(

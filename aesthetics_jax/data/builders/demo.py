@@ -70,8 +70,11 @@ Learnability (measured on the 2-core CPU box, seed 0, default arguments: 2000 im
     hundredths are noise. Store at the training scale (image_size == the pipeline's resize_size).
 
 Split
-    A seeded permutation of the photo groups puts ceil(test_fraction * groups) groups (default 25 %)
-    in `generic_test.jpgl`; all versions of the other groups are the training set.
+    Stratified by colour: a seeded permutation of the colour groups and one of the greyscale groups
+    each put round(test_fraction * n) of them (default 25 %, at least one per stratum) in
+    `generic_test.jpgl`; all versions of the other groups are the training set. (Half of the photos
+    are greyscale; an unstratified draw once held out only colour photos, so the model was tested on
+    colour content after training mostly on greyscale.)
 
 demo_manifest.csv columns
     id, split, base_photo, base_group, base_file, base_offset, crop_x, crop_y, crop_w, crop_h,
@@ -101,7 +104,7 @@ import numpy as np
 
 __all__ = ["BasePhoto", "BASE_PHOTOS", "DEGRADATIONS", "available_base_photos", "build_demo_ava"]
 
-_FORMAT_VERSION = 4
+_FORMAT_VERSION = 5
 _MARKER = ".demo_complete.json"
 _MANIFEST = "demo_manifest.csv"
 _CLEAN_JPEG_QUALITY = 95
@@ -322,11 +325,22 @@ def _render_version(photo_pixels, photo: BasePhoto, base_offset: float, seed: in
 # The dataset.
 
 
-def _split_groups(photos: Sequence[BasePhoto], seed: int, test_fraction: float) -> set[str]:
+def _split_groups(photos: Sequence[BasePhoto], greyscale: dict[str, bool], seed: int, test_fraction: float) -> set[str]:
+    """Test groups, stratified by colour: `test_fraction` of the colour groups and of the greyscale
+    groups (at least one of each stratum that has two or more groups), by a seeded permutation."""
     groups = sorted({p.group for p in photos})
-    order = np.random.default_rng([seed, 0x5EED]).permutation(len(groups))
-    n_test = min(len(groups) - 1, max(1, math.ceil(test_fraction * len(groups))))
-    return {groups[i] for i in order[:n_test]}
+    grey_group = {g: all(greyscale[p.name] for p in photos if p.group == g) for g in groups}
+    rng = np.random.default_rng([seed, 0x5EED])
+    test: set[str] = set()
+    for stratum in (False, True):
+        members = [g for g in groups if grey_group[g] == stratum]
+        if len(members) < 2:
+            continue
+        n_test = min(len(members) - 1, max(1, round(test_fraction * len(members))))
+        test |= {members[i] for i in rng.permutation(len(members))[:n_test]}
+    if not test or len(test) == len(groups):
+        raise ValueError(f"cannot split {len(groups)} photo groups into train and test with fraction {test_fraction}")
+    return test
 
 
 def _read_marker(out_dir: str):
@@ -390,14 +404,15 @@ def build_demo_ava(
     os.makedirs(os.path.join(out_dir, "images"))
     os.makedirs(os.path.join(out_dir, "aesthetics_image_lists"))
 
-    test_groups = _split_groups(photos, seed, test_fraction)
+    pixels_of = {photo.name: _load_photo(photo) for photo in photos}
+    test_groups = _split_groups(photos, {n: a.ndim == 2 for n, a in pixels_of.items()}, seed, test_fraction)
     offset_rng = np.random.default_rng([seed, 0x0FF5E7])
     offsets = np.clip(offset_rng.normal(0.0, _BASE_OFFSET_SD, len(photos)), -_BASE_OFFSET_MAX, _BASE_OFFSET_MAX)
 
     ava_lines, test_ids, manifest = [], [], []
     image_id = first_id
     for photo_index, photo in enumerate(photos):
-        pixels = _load_photo(photo)
+        pixels = pixels_of[photo.name]
         split = "test" if photo.group in test_groups else "train"
         for version in range(versions_per_photo):
             jpeg, histogram, row = _render_version(pixels, photo, float(offsets[photo_index]), seed,
