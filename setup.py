@@ -25,16 +25,17 @@ CORE = [
     "h5py",
     "safetensors",
     "scikit-image==0.26.0",  # ships the photographs the demo dataset is rendered from
+    "openai-clip==1.0.1",  # ships CLIP's BPE vocabulary (the tokenizer works offline; no torch needed)
 ]
 EXTRAS = {
     # ONNX export and the onnxruntime prediction backend.
     "export": ["onnx==1.23.2", "onnxruntime==1.32.0", "jax2onnx==0.17.1"],
     # TF SavedModel export through jax2tf (TF Serving); never imported by training or prediction.
     "tf": ["tensorflow-cpu==2.21.0"],
-    # Parity references and weight sources for the converters' tests: Keras 3 (JAX backend),
-    # torchvision, transformers' CLIPModel. torch 2.14.1 / torchvision 0.29.1 is the pair that
-    # installs from the CI machine's local wheels (see README "Tests").
-    "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0"],
+    # Parity references and weight sources for the converters' tests (Keras 3 is in dev):
+    # torchvision, transformers' CLIPModel, timm (throughput-benchmark peers). torch 2.14.1 with
+    # torchvision 0.29.1 is the pair pip installs from the CI machine's local wheels.
+    "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0", "timm==1.0.31"],
     "dev": ["pytest", "scipy", "scikit-learn", "keras==3.15.1"],
 }
 EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"] + EXTRAS["torch"]

@@ -1,3 +1,30 @@
-"""aesthetics_jax: image aesthetic assessment in JAX/Flax."""
+"""aesthetics_jax: image aesthetic assessment in JAX/Flax.
+
+Importing the package is cheap: it imports nothing but this file. ``aesthetics_jax.predict`` is
+loaded on first access (module-level ``__getattr__``) and is callable, so both spellings work::
+
+    import aesthetics_jax
+    results = aesthetics_jax.predict("photos/", model="nima.bundle")   # the one-line API
+    from aesthetics_jax.predict import predict, Predictor               # the module's contents
+
+Nothing here (or in predict) imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY_SUBMODULES = ("predict",)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        # Importing the submodule also binds it as this package's attribute, so this runs once.
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY_SUBMODULES))

@@ -321,3 +321,24 @@ def test_model_normalises_raw_pixels(tiny, tiny_out):
     raw = model.clone(preprocess="none")
     out_none = jax.jit(lambda v, x: raw.apply(v, x, return_features=True))(variables, _images() / 127.5 - 1.0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), tiny_out, out_none)
+
+
+def test_mobilenet_v2_torchvision_layout():
+    # Same modules and shapes as the Keras layout (one converter target); torch pads stride-2 convs
+    # (1, 1) on both sides where Keras pads (0, 1) at even sizes: hand values on the stem below.
+    keras_v2 = models.create_backbone("mobilenet_v2", width=0.35)
+    torch_v2 = models.create_backbone("mobilenet_v2", width=0.35, layout="torchvision")
+    x = jnp.ones((1, 8, 8, 3))
+    k_shapes, t_shapes = (jax.eval_shape(b.init, _key(0), x) for b in (keras_v2, torch_v2))
+    assert jax.tree.map(lambda s: s.shape, k_shapes) == jax.tree.map(lambda s: s.shape, t_shapes)
+    assert jax.eval_shape(torch_v2.apply, t_shapes, jnp.zeros((1, 97, 97, 3)))["feature_map"].shape == (1, 4, 4, 1280)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        jax.eval_shape(models.create_backbone("mobilenet_v2", layout="tf").init, _key(0), x)
+    stems = {}
+    for name, backbone, shapes in (("keras", keras_v2, k_shapes), ("torchvision", torch_v2, t_shapes)):
+        variables = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes)
+        _, state = jax.jit(lambda v: backbone.apply(v, x, capture_intermediates=True, mutable=["intermediates"]))(variables)
+        stems[name] = np.asarray(state["intermediates"]["Conv1"]["__call__"][0])[0, :, :, 0]
+    assert stems["keras"][0, 0] == 27 and stems["keras"][3, 3] == 12  # 3x3x3 window; bottom/right pad
+    assert stems["torchvision"][0, 0] == 12 and stems["torchvision"][3, 3] == 27  # top/left pad
+    assert mobilenet_v2.BN_EPSILON == {"keras": 1e-3, "torchvision": 1e-5}

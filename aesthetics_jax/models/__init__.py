@@ -16,7 +16,16 @@ imported only when it is created. Backbone kwargs:
 
   mobilenet      width (Keras alpha; 0.25/0.5/0.75/1.0 have ImageNet weights), depth_multiplier=1,
                  num_blocks=13 (fewer: tiny test variant)
-  mobilenet_v2   width (0.35 ... 1.4), num_blocks=17 (fewer: tiny test variant)
+  mobilenet_v2   width (0.35 ... 1.4), num_blocks=17 (fewer: tiny test variant),
+                 layout='keras' | 'torchvision' (symmetric stride-2 padding, BN eps 1e-5)
+  inception      InceptionV3: layout='keras' (BN without gamma, pooling excludes padding) |
+                 'torchvision' (BN gamma, count_include_pad pooling), transform_input=False
+                 (torchvision's ImageNet-mean/std -> [-1, 1] remap), num_mixed=11 (fewer: tiny
+                 test variant); feature_map = last kept mixed block (Grad-CAM target)
+  clip           CLIP image tower: variant='vit_b16' (vit_b32, vit_b16, vit_l14, vit_l14_336, tiny),
+                 pooled='projected' | 'pre_projection', attention=None|'xla'|'cudnn',
+                 pad_tokens_to=0, overrides image_size, patch_size, width, layers, num_heads,
+                 mlp_ratio, embed_dim, act ('quick_gelu' | 'gelu'); see `clip.py`
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ class BackboneEntry(NamedTuple):
 BACKBONES: dict[str, BackboneEntry] = {
     "mobilenet": BackboneEntry("aesthetics_jax.models.mobilenet", "MobileNet", "keras_tf"),
     "mobilenet_v2": BackboneEntry("aesthetics_jax.models.mobilenet_v2", "MobileNetV2", "keras_tf"),
+    "inception": BackboneEntry("aesthetics_jax.models.inception", "Inception", "keras_tf"),
+    "clip": BackboneEntry("aesthetics_jax.models.clip", "CLIPVisionTransformer", "clip"),
 }
 
 

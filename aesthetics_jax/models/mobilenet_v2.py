@@ -19,7 +19,7 @@ Structure (Keras 3.15 `keras/src/applications/mobilenet_v2.py`, `include_top=Fal
 Flax mapping as in `mobilenet.py`: module names are the Keras layer names; Keras' ZeroPadding2D +
 'valid' is folded into explicit conv padding (`correct_pad`: ((0, 1), (0, 1)) for even spatial
 sizes, ((1, 1), (1, 1)) for odd ones, decided from the static shape exactly as Keras does);
-depthwise = `nn.Conv(feature_group_count=C)`; BatchNorm momentum 0.999 has the same meaning in
+depthwise = `depthwise.DepthwiseConv` (same parameters as `nn.Conv(feature_group_count=C)`); BatchNorm momentum 0.999 has the same meaning in
 Flax and Keras.
 
 `width` is Keras' `alpha` (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
@@ -35,6 +35,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from aesthetics_jax.models.depthwise import DepthwiseConv
 
 # (expansion, filters at width 1, stride) for block_id 0..16.
 BLOCKS = (
@@ -57,8 +59,9 @@ BLOCKS = (
     (6, 320, 1),
 )
 
-BN_EPSILON = 1e-3
-BN_MOMENTUM = 0.999
+LAYOUTS = ("keras", "torchvision")
+BN_EPSILON = {"keras": 1e-3, "torchvision": 1e-5}
+BN_MOMENTUM = {"keras": 0.999, "torchvision": 0.9}
 KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
@@ -82,9 +85,20 @@ class MobileNetV2(nn.Module):
 
     width: float = 1.0
     num_blocks: int = len(BLOCKS)
+    layout: str = "keras"
     dtype: Any = jnp.float32
 
+    def _stride2_padding(self, spatial):
+        if self.layout == "torchvision":
+            return ((1, 1), (1, 1))
+        return _correct_pad(spatial)
+    depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
+
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
+        if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
+            return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
+                                 impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
+                                 param_dtype=jnp.float32, name=name)(x)
         return nn.Conv(
             features,
             (kernel, kernel),
@@ -101,8 +115,8 @@ class MobileNetV2(nn.Module):
     def _bn(self, x, name: str, train: bool):
         return nn.BatchNorm(
             use_running_average=not train,
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
+            momentum=BN_MOMENTUM[self.layout],
+            epsilon=BN_EPSILON[self.layout],
             dtype=self.dtype,
             param_dtype=jnp.float32,
             name=name,
@@ -119,7 +133,7 @@ class MobileNetV2(nn.Module):
         else:
             prefix = "expanded_conv_"
         channels = x.shape[-1]
-        padding = "SAME" if stride == 1 else _correct_pad(x.shape[1:3])
+        padding = "SAME" if stride == 1 else self._stride2_padding(x.shape[1:3])
         x = self._conv(x, channels, 3, stride, padding, prefix + "depthwise", groups=channels)
         x = nn.relu6(self._bn(x, prefix + "depthwise_BN", train))
         x = self._conv(x, out_channels, 1, 1, "SAME", prefix + "project")
@@ -134,8 +148,11 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"width must be > 0, got {self.width}")
         if not 1 <= self.num_blocks <= len(BLOCKS):
             raise ValueError(f"num_blocks must be in 1..{len(BLOCKS)}, got {self.num_blocks}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         x = x.astype(self.dtype)
-        x = self._conv(x, _make_divisible(32 * self.width, 8), 3, 2, "SAME", "Conv1")
+        stem_padding = "SAME" if self.layout == "keras" else ((1, 1), (1, 1))
+        x = self._conv(x, _make_divisible(32 * self.width, 8), 3, 2, stem_padding, "Conv1")
         x = nn.relu6(self._bn(x, "bn_Conv1", train))
         for block_id, (expansion, filters, stride) in enumerate(BLOCKS[: self.num_blocks]):
             x = self._inverted_res_block(x, expansion, stride, filters, block_id, train)

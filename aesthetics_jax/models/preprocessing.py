@@ -8,8 +8,8 @@ statistics for a checkpoint.
 Presets (all computed in float32, whatever the model's compute dtype):
 
     keras_tf  x / 127.5 - 1               Keras `preprocess_input` "tf" mode (MobileNet v1/v2,
-                                                                                 InceptionV3); written exactly as Keras writes it so that
-                                                                                 parity tests agree to the last ulp.
+                                          InceptionV3), written exactly as Keras writes it so that
+                                          parity tests agree to the last ulp.
     torch     (x / 255 - mean) / std      ImageNet mean/std, torchvision models.
     clip      (x / 255 - mean) / std      OpenAI CLIP mean/std.
     none      x                           only a cast to float32 (inputs already normalised).

