@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "data": ("aesthetics_jax.data.commands", "build datasets: data build ava|eva|aadb|demo ..."),
     "convert": ("aesthetics_jax.convert.commands", "import Keras / torch / CLIP weights"),
+    "evaluate": ("aesthetics_jax.evaluate.commands", "score a dataset split with a bundle or workdir"),
     "export": ("aesthetics_jax.export.commands", "export a model to ONNX or TF SavedModel"),
     "predict": ("aesthetics_jax.predict", "score images with a model bundle"),
     "bundle": ("aesthetics_jax.export.bundle", "pack / verify shareable model bundles"),

@@ -206,3 +206,20 @@ def test_bundle_initialises_training(run, tmp_path):
     config.init_from.workdir = tampered
     with pytest.raises(bundle_lib.BundleError, match="params.safetensors has sha256"):
         trainer.train_and_evaluate(config, str(tmp_path / "from_tampered"))
+
+
+def test_evaluate_command_accepts_bundle_and_workdir(run, tmp_path, capsys):
+    """`aesthetics-jax evaluate` on the packed bundle and on the workdir reproduces the test metrics
+    the trainer computed at the end of training (same data, same final parameters)."""
+    from aesthetics_jax import cli
+
+    final = json.load(open(os.path.join(run["workdir"], "eval", "final_metrics.json")))
+    for model in (run["bundle"], run["workdir"]):
+        out = str(tmp_path / os.path.basename(model))
+        assert cli.main(["evaluate", model, "--split", "test", "--out", out]) == 0
+        summary = json.load(open(os.path.join(out, "test_summary.json")))
+        for key in ("test/emd/mae", "test/emd/rmse", "test/emd/emd_r1", "test/emd/emd_r2", "test/emd/accuracy"):
+            assert summary[key] == pytest.approx(final[key], rel=1e-5, abs=1e-6), (model, key)
+        assert os.path.exists(os.path.join(out, "test_predictions.csv"))
+    assert "emd/srcc" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 1

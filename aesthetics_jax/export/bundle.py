@@ -470,7 +470,7 @@ def write(
     return out
 
 
-def _restore_workdir(workdir: str, step):
+def restore_workdir(workdir: str, step):
     """(variables, step) of a workdir checkpoint, restored onto this host's first device whatever
     the topology it was saved with (``fallback_sharding``; a checkpoint written on 8 devices packs
     on a 1-device laptop)."""
@@ -518,7 +518,7 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
     for key in ("model", "data"):
         if key not in config:
             raise BundleError(f"{workdir}/{CONFIG}: no {key!r} section")
-    variables, step = _restore_workdir(workdir, step)
+    variables, step = restore_workdir(workdir, step)
     metrics_path = os.path.join(workdir, "eval", "final_metrics.json")
     metrics = None
     if os.path.exists(metrics_path):

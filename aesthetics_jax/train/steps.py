@@ -30,6 +30,14 @@ class TrainState:
     opt_state: Any
 
 
+@flax.struct.dataclass
+class EvalState:
+    """What `eval_step` reads: a trained model's variables without optimiser state."""
+
+    params: Any
+    batch_stats: Any
+
+
 def create_state(model, tx, rng: jax.Array, image_shape) -> TrainState:
     """Initialise parameters on a dummy batch (jit this with out_shardings to place them)."""
     params_rng, dropout_rng = jax.random.split(rng)
@@ -80,7 +88,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, los
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, model) -> dict[str, jax.Array]:
+def eval_step(state: TrainState | EvalState, batch: dict, *, model) -> dict[str, jax.Array]:
     outputs = model.apply(
         {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
     )

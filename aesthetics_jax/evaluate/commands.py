@@ -1,0 +1,108 @@
+"""``aesthetics-jax evaluate MODEL``: score a dataset split with a bundle or a training workdir.
+
+    aesthetics-jax evaluate nima_demo.bundle.tar.gz --out eval_demo            # the bundle's own data config
+    aesthetics-jax evaluate workdirs/nima2 --step best --split test --out eval_ava \\
+        --data_dir /data/tfds --manual_dir /data/AVA
+
+MODEL is a bundle (directory or .tar.gz, verified against its manifest) or a training workdir
+(`config.json` + `checkpoints/`; `--step latest|best|N`). The dataset is the one the model's
+training config names (`config.data`), prepared exactly as training prepared it (an existing
+build is reused); `--data_dir` / `--manual_dir` point it at another machine's copy. Every
+evaluator of the model's config (`config.evals`, by default the aesthetic metric suite) runs on
+`--split`, writing `<out>/<split>_metrics.json`, `<out>/<split>_predictions.csv` and plots; the
+metrics table is printed. Exit status 0, or 1 with a message naming what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["main", "evaluate_model"]
+
+
+def _load(model: str, step: str):
+    """(training config dict, {'params', 'batch_stats'}) of a bundle or a workdir."""
+    from aesthetics_jax.export import bundle as bundle_lib
+
+    if bundle_lib.is_bundle(model):
+        loaded = bundle_lib.load(model)
+        return dict(loaded.config), loaded.variables
+    config_path = os.path.join(model, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{model} is neither a bundle (no manifest) nor a training workdir (no config.json)")
+    with open(config_path) as f:
+        config = json.load(f)
+    variables, _ = bundle_lib.restore_workdir(model, step)
+    return config, variables
+
+
+def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "latest", data_dir: str | None = None,
+                   manual_dir: str | None = None, batch_size: int | None = None) -> dict[str, float]:
+    """Evaluates MODEL on `split`; returns ``{"<split>/<metric>": value}`` and writes files to `out`."""
+    import jax
+    import ml_collections
+    import numpy as np
+
+    from aesthetics_jax.data import datasets
+    from aesthetics_jax.evaluate import get_evaluator
+    from aesthetics_jax.train import sharding, steps, trainer
+
+    config_dict, variables = _load(model, step)
+    config = ml_collections.ConfigDict(config_dict)
+    if data_dir:
+        config.data.data_dir = data_dir
+    if manual_dir:
+        config.data.manual_dir = manual_dir
+    if batch_size:
+        config.eval_batch_size = batch_size
+    prepared = datasets.prepare(config.data)
+    available = datasets.splits(prepared)
+    if split not in available:
+        raise ValueError(f"split {split!r} not in {prepared.info.full_name} (splits: {', '.join(available)})")
+    source = datasets.source(prepared, split)
+
+    mesh = sharding.make_mesh(1)
+    model_def = trainer._create_model(config)  # pylint: disable=protected-access
+    state = steps.EvalState(params=variables["params"], batch_stats=variables.get("batch_stats") or {})
+    predictor = trainer._Predictor(model_def, mesh, config)  # pylint: disable=protected-access
+    predictions, targets = predictor(state, source)
+    heads = config.model.heads.to_dict()
+    evals = config.get("evals") or {}
+    types = sorted({ev.type for ev in evals.values()}) or ["aesthetic"]
+    results = {}
+    os.makedirs(out, exist_ok=True)
+    for ev_type in types:
+        metrics = get_evaluator(ev_type).run(
+            predictions=predictions, targets=targets, ids=targets["id"], outdir=out, prefix=split, heads=heads,
+            write_files=jax.process_index() == 0, plots=True)
+        results.update({f"{split}/{k}": float(v) for k, v in metrics.items()})
+    with open(os.path.join(out, f"{split}_summary.json"), "w") as f:
+        json.dump({"model": os.path.abspath(model), "split": split, "num_examples": int(len(targets["id"])),
+                   **{k: (v if np.isfinite(v) else None) for k, v in results.items()}}, f, indent=2)
+    return results
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aesthetics-jax evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="bundle directory/.tar.gz or training workdir")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", required=True, help="directory for metrics JSON, predictions CSV and plots")
+    parser.add_argument("--step", default="latest", help="workdir only: latest, best or a step number")
+    parser.add_argument("--data_dir", default=None, help="override config.data.data_dir")
+    parser.add_argument("--manual_dir", default=None, help="override config.data.manual_dir")
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate_model(args.model, split=args.split, out=args.out, step=args.step, data_dir=args.data_dir,
+                                 manual_dir=args.manual_dir, batch_size=args.batch_size)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"aesthetics-jax evaluate: {e}", file=sys.stderr)
+        return 1
+    from aesthetics_jax.evaluate.aesthetic import format_table
+
+    print(format_table(results))
+    print(f"files: {os.path.abspath(args.out)}")
+    return 0
