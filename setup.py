@@ -24,7 +24,8 @@ CORE = [
     "tensorboard",  # event files are written with its pure-python EventFileWriter (no TF)
     "h5py",
     "safetensors",
-    "scikit-image==0.26.0",  # ships the photographs the demo dataset is rendered from
+    "scikit-image==0.26.0",  # ships most photographs the demo dataset is rendered from
+    "scikit-learn",  # ships two more (china.jpg, flower.jpg): the demo is the same in every install
     "openai-clip==1.0.1",  # ships CLIP's BPE vocabulary (the tokenizer works offline; no torch needed)
 ]
 EXTRAS = {
@@ -36,7 +37,7 @@ EXTRAS = {
     # torchvision, transformers' CLIPModel, timm (throughput-benchmark peers). torch 2.14.1 with
     # torchvision 0.29.1 is the pair pip installs from the CI machine's local wheels.
     "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0", "timm==1.0.31"],
-    "dev": ["pytest", "scipy", "scikit-learn", "keras==3.15.1"],
+    "dev": ["pytest", "scipy", "keras==3.15.1"],
 }
 EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"] + EXTRAS["torch"]
 

@@ -15,9 +15,9 @@ it reads the real AVA (see /work/shared/DATA_FORMATS.md):
 Base photographs
     Real photographs shipped inside installed wheels, read from the files directly (no network, no
     pooch download): scikit-image's `skimage/data/` photos (astronaut, brick, camera, chelsea,
-    coffee, coins, grass, gravel, moon, motorcycle_left/right, page, rocket, text), and, when those
-    packages are installed, scikit-learn's `datasets/images/{china,flower}.jpg` and matplotlib's
-    `sample_data/grace_hopper.jpg`. Not used: synthetic patterns (chessboard, color, logo, phantom,
+    coffee, coins, grass, gravel, moon, motorcycle_left/right, page, rocket, text), scikit-learn's
+    `datasets/images/{china,flower}.jpg` and matplotlib's `sample_data/grace_hopper.jpg` (all three
+    packages are core dependencies, so every install renders the same 17 photos). Not used: synthetic patterns (chessboard, color, logo, phantom,
     horse silhouette), photos that are already degraded (clock_motion is motion-blurred, cell is a
     defocused micrograph), and scientific imagery that is not photography (retina: a fundus
     image on black; ihc: a microscopy slide; hubble_deep_field: astronomy) — a first demo run held
@@ -186,12 +186,12 @@ BASE_PHOTOS: tuple[BasePhoto, ...] = (
 
 
 def available_base_photos() -> list[BasePhoto]:
-    """The base photos whose files are present in this environment (skimage ones must be)."""
-    found = [p for p in BASE_PHOTOS if p.path() is not None]
-    missing_core = [p.name for p in BASE_PHOTOS if p.package == "skimage" and p.path() is None]
-    if missing_core:
-        raise FileNotFoundError(f"scikit-image wheel lacks demo photos {missing_core}")
-    return found
+    """The base photos; FileNotFoundError naming the package if any file is missing."""
+    missing = [f"{p.name} ({p.package}: {p.relpath})" for p in BASE_PHOTOS if p.path() is None]
+    if missing:
+        raise FileNotFoundError(f"demo photos not found in the installed packages: {', '.join(missing)}; "
+                                "install the core dependencies (pip install -e .)")
+    return list(BASE_PHOTOS)
 
 
 def _load_photo(photo: BasePhoto) -> np.ndarray:
