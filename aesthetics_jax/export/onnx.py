@@ -73,10 +73,13 @@ def export_model(model):
     already), and depthwise convolutions as one grouped ``Conv`` (``depthwise_impl='conv'``, same
     parameters and outputs): onnxruntime and TF have fast depthwise kernels, while the CPU-JAX
     'shifted' form would export as dozens of Slice/Mul/Add nodes per layer (4x slower in
-    onnxruntime)."""
+    onnxruntime). Likewise 1x1 convolutions stay ``Conv`` (``pointwise_impl='conv'``)."""
     backbone = model.backbone.clone(dtype=jnp.float32)
-    if "depthwise_impl" in getattr(type(backbone), "__dataclass_fields__", {}):
+    fields = getattr(type(backbone), "__dataclass_fields__", {})
+    if "depthwise_impl" in fields:
         backbone = backbone.clone(depthwise_impl="conv")
+    if "pointwise_impl" in fields:  # 1x1 convs stay Conv nodes, so onnxruntime fuses Conv + Clip
+        backbone = backbone.clone(pointwise_impl="conv")
     return model.clone(dtype=jnp.float32, backbone=backbone)
 
 

@@ -43,6 +43,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from aesthetics_jax.models.depthwise import DepthwiseConv
+from aesthetics_jax.models.pointwise import PointwiseConv
 
 # (pointwise filters at width 1, stride) for blocks 1..13.
 BLOCKS = (
@@ -74,8 +75,12 @@ class MobileNet(nn.Module):
     num_blocks: int = len(BLOCKS)
     dtype: Any = jnp.float32
     depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
+    pointwise_impl: str = "auto"  # see pointwise.py: 'conv' | 'dot' | 'auto'
 
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
+        if kernel == 1 and stride == 1 and groups == 1:  # same params as nn.Conv; a GEMM on CPU
+            return PointwiseConv(features, impl=self.pointwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
+                                 param_dtype=jnp.float32, name=name)(x)
         if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
             return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
                                  impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,

@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from aesthetics_jax.models.depthwise import DepthwiseConv
+from aesthetics_jax.models.pointwise import PointwiseConv
 
 # (expansion, filters at width 1, stride) for block_id 0..16.
 BLOCKS = (
@@ -93,8 +94,12 @@ class MobileNetV2(nn.Module):
             return ((1, 1), (1, 1))
         return _correct_pad(spatial)
     depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
+    pointwise_impl: str = "auto"  # see pointwise.py: 'conv' | 'dot' | 'auto'
 
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
+        if kernel == 1 and stride == 1 and groups == 1:  # same params as nn.Conv; a GEMM on CPU
+            return PointwiseConv(features, impl=self.pointwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
+                                 param_dtype=jnp.float32, name=name)(x)
         if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
             return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
                                  impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
