@@ -14,7 +14,8 @@ term on the predicted mean score (weight 0.1) gives the ranking a direct gradien
 twice the updates per image seen of batch 32. Measured on the 2-core box with the machine shared
 (same data, seed 0; held-out SRCC on unseen photos): EMD only, batch 32, 1200 steps 0.10-0.21
 (older unstratified split); EMD + mean, batch 32, 1500 steps 0.576; EMD + mean, batch 16, 3000
-steps 0.699 (this config). See BENCHMARKS.md.
+steps 0.699, and 0.686 after 1x1 convolutions became GEMMs on CPU (this config; 4m13s on a quiet
+box). See BENCHMARKS.md.
 """
 
 import ml_collections
