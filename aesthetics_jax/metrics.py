@@ -72,12 +72,18 @@ __all__ = [
 # Input handling
 
 
+def _same_shape(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Both inputs as float64 arrays; ValueError naming them if their shapes differ."""
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {a.shape} and {b.shape}")
+    return a, b
+
+
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     """Both inputs as float64 arrays of one shape, ``[N]`` or ``[N, K]``."""
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true and y_pred must have the same shape, got {a.shape} and {b.shape}")
+    a, b = _same_shape(y_true, y_pred, ("y_true", "y_pred"))
     if a.ndim not in (1, 2):
         raise ValueError(f"expected arrays of shape [N] or [N, K], got shape {a.shape}")
     return a, b
@@ -232,10 +238,7 @@ def binary_accuracy(y_true_mean, y_pred_mean, threshold: float = 5.0, inclusive:
     High quality means ``mean >= threshold`` (``inclusive=True``, AVA convention) or
     ``mean > threshold`` (``inclusive=False``). Inputs must have the same shape; empty -> nan.
     """
-    a = np.asarray(y_true_mean, dtype=np.float64)
-    b = np.asarray(y_pred_mean, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true_mean and y_pred_mean must have the same shape, got {a.shape} and {b.shape}")
+    a, b = _same_shape(y_true_mean, y_pred_mean, ("y_true_mean", "y_pred_mean"))
     if a.size == 0:
         return float("nan")
     if inclusive:
@@ -280,10 +283,7 @@ def emd(p_true, p_pred, r: float = 2, reduce: bool = True):
     Per image ``((1/N) sum_k |CDF_true(k) - CDF_pred(k)|^r)^(1/r)``. With ``reduce=True`` the mean
     over all images (a float); otherwise the per-image values (shape = leading axes).
     """
-    a = np.asarray(p_true, dtype=np.float64)
-    b = np.asarray(p_pred, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"p_true and p_pred must have the same shape, got {a.shape} and {b.shape}")
+    a, b = _same_shape(p_true, p_pred, ("p_true", "p_pred"))
     if a.ndim == 0:
         raise ValueError("emd expects distributions with the bins on the last axis")
     if not r > 0:

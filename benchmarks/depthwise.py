@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/depthwise.py [--batch 32] [--repeats 10]
 
-`aesthetics_jax.models.depthwise.DepthwiseConv` picks the shifted form on the CPU backend
+`aesthetics_jax.models.conv.DepthwiseConv` picks the shifted form on the CPU backend
 (`impl='auto'`). This script times forward and gradient (w.r.t. input and kernel) of both forms on
 MobileNet-like shapes, median of `repeats` calls after one warm-up call, float32, and checks that
 the two agree. Prints one row per shape.
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aesthetics_jax.models.depthwise import DepthwiseConv  # noqa: E402
+from aesthetics_jax.models.conv import DepthwiseConv  # noqa: E402
 
 # (spatial size, channels, stride, padding) as in MobileNet v1 alpha=0.5 at 224 / 112 px.
 SHAPES = ((112, 32, 1, "SAME"), (112, 64, 2, ((0, 1), (0, 1))), (56, 128, 1, "SAME"), (28, 256, 1, "SAME"),

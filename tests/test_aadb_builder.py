@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aesthetics_jax.data.builders import aadb, ava
+from aesthetics_jax.data import pipeline
+from aesthetics_jax.data.builders import aadb, base
 
 ATTRS = ("score", "BalacingElements", "ColorHarmony", "Content", "DoF", "Light", "MotionBlur", "Object",
          "Repetition", "RuleOfThirds", "Symmetry", "VividColor")
@@ -71,7 +72,7 @@ def built(tmp_path_factory):
 
 
 def _read(builder, split):
-    source = ava.data_source(builder, split)
+    source = pipeline.make_source(builder, split)
     return {ex["name"].decode(): ex for ex in (source[i] for i in range(len(source)))}
 
 
@@ -92,7 +93,7 @@ def test_labels_and_standard_split(built):
 
 
 def test_bad_rows_reported(built):
-    report = ava.skipped_report(built["builder"])
+    report = base.skipped_report(built["builder"])
     assert {(r["id"], r["file"]): r["reason"] for r in report} == built["bad"]
     for r in report:
         if r["file"].startswith("imgListFiles_label/"):

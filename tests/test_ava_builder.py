@@ -8,7 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from aesthetics_jax.data.builders import ava
+from aesthetics_jax.data import pipeline
+from aesthetics_jax.data.builders import ava, base
 from ava_fixture import CHALLENGES, TAGS, write_ava_fixture
 
 
@@ -22,7 +23,7 @@ def built(tmp_path_factory):
 
 
 def _read_split(builder, split):
-    source = ava.data_source(builder, split)
+    source = pipeline.make_source(builder, split)
     return {int(ex["id"]): ex for ex in (source[i] for i in range(len(source)))}
 
 
@@ -56,7 +57,7 @@ def test_features_equal_hand_computed_values(built):
 
 
 def test_skipped_report_lists_every_bad_record(built):
-    report = ava.skipped_report(built["builder"])
+    report = base.skipped_report(built["builder"])
     got = {(r["id"], r["file"]): r["reason"] for r in report}
     assert got == built["bad"]
     assert len(report) == len(built["bad"])  # each bad record once
@@ -69,7 +70,7 @@ def test_skipped_report_lists_every_bad_record(built):
             assert lines[r["line"] - 1].split()[1] == r["id"]
     duplicate = next(r for r in report if r["reason"] == "duplicate_id")
     assert f"first on line {built['good'][1001]['line']}" in duplicate["detail"]
-    assert os.path.isfile(os.path.join(built["builder"].data_dir, ava.SKIPPED_REPORT))
+    assert os.path.isfile(os.path.join(built["builder"].data_dir, base.SKIPPED_REPORT))
 
     meta = built["builder"].info.metadata
     reasons = {}
@@ -86,7 +87,7 @@ def test_rebuild_is_reused(built):
     again = ava.build_ava(built["root"], built["data_dir"])
     assert os.path.getmtime(info) == mtime
     assert again.info.metadata["num_skipped"] == len(built["bad"])  # metadata restored from disk
-    assert ava.skipped_report(again) == ava.skipped_report(built["builder"])
+    assert base.skipped_report(again) == base.skipped_report(built["builder"])
 
 
 def test_validation_carve_out_is_seeded_and_disjoint(built, tmp_path):
@@ -105,9 +106,9 @@ def test_builds_and_reads_without_tensorflow(built, tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from aesthetics_jax.data.builders import ava
-        from aesthetics_jax.data import preprocessing
+        from aesthetics_jax.data import pipeline, preprocessing
         builder = ava.build_ava({str(built['root'])!r}, {str(tmp_path)!r})
-        example = ava.data_source(builder, "train")[0]
+        example = pipeline.make_source(builder, "train")[0]
         image = preprocessing.decode_jpeg(example["image"])
         assert image.ndim == 3 and image.shape[2] == 3, image.shape
         assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]

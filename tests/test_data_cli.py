@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from aesthetics_jax import cli
-from aesthetics_jax.data import image_io, preprocessing
+from aesthetics_jax.data import image_io, pipeline, preprocessing
 from aesthetics_jax.data.builders import ava
 from ava_fixture import write_ava_fixture
 from test_aadb_builder import write_aadb_fixture
@@ -55,7 +55,7 @@ def test_resize_shorter_config(tmp_path, capsys):
     assert builder.builder_config.name == "default_s16"
     shapes = {}
     for split in builder.info.splits:
-        source = ava.data_source(builder, split)
+        source = pipeline.make_source(builder, split)
         for i in range(len(source)):
             shapes[int(source[i]["id"])] = preprocessing.decode_jpeg(source[i]["image"]).shape
     assert shapes[1002] == (16, 24, 3)

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aesthetics_jax.data.builders import ava, eva
+from aesthetics_jax.data import pipeline
+from aesthetics_jax.data.builders import base, eva
 
 HEADER = "image_id=user_id=score=difficulty=visual=composition=quality=semantic=vote_time=1=2=3=4"
 NAMES = ("score", "difficulty", "visual", "composition", "quality", "semantic")
@@ -71,7 +72,7 @@ def built(tmp_path_factory):
 
 
 def _read(builder, split):
-    source = ava.data_source(builder, split)
+    source = pipeline.make_source(builder, split)
     return {int(ex["id"]): ex for ex in (source[i] for i in range(len(source)))}
 
 
@@ -105,7 +106,7 @@ def test_features_equal_hand_computed_values(built):
 
 
 def test_bad_rows_reported_with_file_line_reason(built):
-    report = ava.skipped_report(built["builder"])
+    report = base.skipped_report(built["builder"])
     votes = [r for r in report if r["file"] == "data/votes_filtered.csv"]
     assert {(r["id"], r["line"]): r["reason"] for r in votes} == built["bad"]
     text = open(os.path.join(built["root"], "data", "votes_filtered.csv")).read().splitlines()

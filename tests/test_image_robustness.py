@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetics_jax.data import image_io, preprocessing
-from aesthetics_jax.data.builders import ava, eva
+from aesthetics_jax.data import image_io, pipeline, preprocessing
+from aesthetics_jax.data.builders import ava, base, eva
 
 H, W = 48, 64
 
@@ -206,7 +206,7 @@ def test_build_report_and_counts(dataset, tmp_path):
                 f.write(f"{row} {image_id} 0 1 2 3 4 5 4 3 2 1 1 0 101\n")
         (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text(f"{ids['plain_rgb_jpeg']}\n")
         builder = ava.build_ava(root, tmp_path / "tfds")
-    report = {int(r["id"]): r for r in ava.skipped_report(builder)}
+    report = {int(r["id"]): r for r in base.skipped_report(builder)}
     expected_skips = {ids[n]: CASES[n][1] for n in CASES if isinstance(CASES[n][1], str)}
     assert {i: r["reason"] for i, r in report.items()} == expected_skips
     for image_id, record in report.items():
@@ -223,7 +223,7 @@ def test_build_report_and_counts(dataset, tmp_path):
 
     by_id = {}
     for split in builder.info.splits:
-        source = ava.data_source(builder, split)
+        source = pipeline.make_source(builder, split)
         by_id.update({int(source[i]["id"]): source[i]["image"] for i in range(len(source))})
     good = {n: ids[n] for n in CASES if not isinstance(CASES[n][1], str)}
     assert set(by_id) == set(good.values())

@@ -1,5 +1,7 @@
 """Preprocessing and the grain pipeline: shapes, determinism, crop/flip, checkpointing, sharding."""
 
+import os
+
 import cv2
 import grain
 import numpy as np
@@ -211,9 +213,25 @@ def test_tfds_source_end_to_end(tmp_path):
     np.testing.assert_allclose(batch["mean_score"], (batch["distribution"] * np.arange(1, 11)).sum(1), rtol=1e-5)
 
 
+class _PidSource:
+    """Records stamped with the id of the process that read them (picklable, for worker tests)."""
+
+    def __init__(self, records):
+        self._records = records
+
+    def __len__(self):
+        return len(self._records)
+
+    def __getitem__(self, index):
+        return dict(self._records[index], pid=os.getpid())
+
+
 def test_worker_processes_give_the_same_examples_and_resume(source):
-    """num_workers > 0 (grain mp_prefetch) yields the same (id -> image) examples as the threaded
-    pipeline, and its iterator state restores to identical batches."""
+    """num_workers > 0 (grain mp_prefetch) reads in other processes, yields the same (id -> image)
+    examples as the threaded pipeline, and its iterator state restores to identical batches."""
+    stamped = _collect(pipeline.make_iterator(_PidSource(source), **dict(TRAIN, num_workers=2, keys=("id", "pid"))), 2)
+    pids = {int(p) for b in stamped for p in b["pid"]}
+    assert pids and os.getpid() not in pids
     threaded = _collect(pipeline.make_iterator(source, **dict(TRAIN, num_threads=2)), 4)
     it = pipeline.make_iterator(source, **dict(TRAIN, num_threads=2, num_workers=2))
     procs = _collect(it, 4)

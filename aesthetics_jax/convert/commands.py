@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import sys
 from typing import Any
+
+from aesthetics_jax.export import bundle
 
 # name -> (model config for models.create, standard image size, sources it can come from)
 ARCHS: dict[str, dict[str, Any]] = {
@@ -59,14 +60,6 @@ def _parse_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_checkpoint(out_dir: str, params, batch_stats) -> str:
@@ -225,7 +218,7 @@ def main(argv: list[str]) -> int:
             "from": args.source,
             "format": fmt,
             "path": os.path.abspath(args.src),
-            "sha256": _sha256(args.src),
+            "sha256": bundle.sha256_file(args.src),
             "size_bytes": os.path.getsize(args.src),
         },
         "conversion": {

@@ -104,7 +104,7 @@ def _image_paths(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 def _inspect_shard(args: argparse.Namespace) -> int:
     from aesthetics_jax.data import image_io  # pylint: disable=g-import-not-at-top
-    from aesthetics_jax.data.builders import ava  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.data.builders import base  # pylint: disable=g-import-not-at-top
 
     try:
         index, count = (int(v) for v in args.inspect_shard.split("/"))
@@ -118,7 +118,7 @@ def _inspect_shard(args: argparse.Namespace) -> int:
         data_dir = os.path.join(data_dir, "demo")
     shard = paths[index::count]
     results = image_io.inspect_files(shard, resize_shorter=args.resize_shorter or None,
-                                     cache_dir=ava.inspect_cache_dir(data_dir, name),
+                                     cache_dir=base.inspect_cache_dir(data_dir, name),
                                      cache_name=f"{image_io.CACHE_PREFIX}_{index}of{count}",
                                      progress=None if args.quiet else f"{name} shard {index}/{count}")
     bad = sum(not r.ok for r in results)

@@ -18,7 +18,8 @@ import os
 
 from absl import logging
 
-from aesthetics_jax.data.builders import ava
+from aesthetics_jax.data import pipeline
+from aesthetics_jax.data.builders import ava, base
 
 
 def prepare(data_config):
@@ -49,7 +50,7 @@ def prepare(data_config):
     skipped = builder.info.metadata.get("num_skipped", 0) if builder.info.metadata else 0
     if skipped:
         logging.warning("%d records skipped while building %s; see %s", skipped, builder.info.full_name,
-                        os.path.join(builder.data_dir, ava.SKIPPED_REPORT))
+                        os.path.join(builder.data_dir, base.SKIPPED_REPORT))
     return builder
 
 
@@ -59,4 +60,4 @@ def splits(builder) -> list[str]:
 
 def source(builder, split: str):
     """Random-access source of ``split`` with images left as JPEG bytes (decoded by the pipeline)."""
-    return ava.data_source(builder, split)
+    return pipeline.make_source(builder, split)

@@ -167,7 +167,27 @@ def make_dataset(
     opencv_threads: int | None = 1,
     num_workers: int = 0,
 ) -> grain.IterDataset:
-    """The batched grain IterDataset; `iter()` it (or use `make_iterator`). Args as make_iterator."""
+    """The batched grain IterDataset (see the module docstring); `iter()` it, or use `make_iterator`.
+
+    Args:
+      source: random-access source of records with an `image` (encoded bytes) and `keys`, e.g.
+        `make_source(...)`; anything with __len__ and __getitem__ works.
+      train: shuffle + repeat + random crop/flip; otherwise fixed order and centre crop.
+      batch_size: per-host batch size.
+      image_size: side of the square crop fed to the network.
+      resize_size: side images are first resized to (square), >= image_size.
+      seed: shuffle and augmentation seed (train only).
+      num_epochs: train: None = forever; eval: None or 1 = one pass, k = k passes.
+      shard_index, shard_count: this host's slice `source[shard_index::shard_count]`;
+        default jax.process_index() / jax.process_count().
+      num_threads, prefetch_buffer_size: grain.ReadOptions (threads decode in parallel).
+      drop_remainder: drop a last partial batch; default `train`.
+      pad_remainder: eval only; pad to equal full batches on every host (padding has mask False).
+      keys: record fields carried into batches next to `image` and `mask`.
+      opencv_threads: OpenCV's own thread count (1: parallelism comes from grain's threads).
+      num_workers: > 0 builds batches in that many worker processes (grain `mp_prefetch`);
+        the source must then be picklable (TFDS array_record sources are). 0 = threads only.
+    """
     if opencv_threads is not None:
         cv2.setNumThreads(int(opencv_threads))
     if shard_index is None or shard_count is None:
@@ -215,46 +235,6 @@ class _OpenCVThreads:
         cv2.setNumThreads(self._threads)
 
 
-def make_iterator(
-    source,
-    *,
-    train: bool,
-    batch_size: int,
-    image_size: int,
-    resize_size: int,
-    seed: int = 0,
-    num_epochs: int | None = None,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-    num_threads: int = 8,
-    prefetch_buffer_size: int = 256,
-    drop_remainder: bool | None = None,
-    pad_remainder: bool = False,
-    keys: Sequence[str] = DEFAULT_KEYS,
-    num_workers: int = 0,
-) -> grain.DatasetIterator:
-    """A checkpointable iterator of numpy batches (see the module docstring).
-
-    Args:
-      source: random-access source of records with an `image` (encoded bytes) and `keys`, e.g.
-        `make_source(...)`; anything with __len__ and __getitem__ works.
-      train: shuffle + repeat + random crop/flip; otherwise fixed order and centre crop.
-      batch_size: per-host batch size.
-      image_size: side of the square crop fed to the network.
-      resize_size: side images are first resized to (square), >= image_size.
-      seed: shuffle and augmentation seed (train only).
-      num_epochs: train: None = forever; eval: None or 1 = one pass, k = k passes.
-      shard_index, shard_count: this host's slice `source[shard_index::shard_count]`;
-        default jax.process_index() / jax.process_count().
-      num_threads, prefetch_buffer_size: grain.ReadOptions (threads decode in parallel).
-      drop_remainder: drop a last partial batch; default `train`.
-      pad_remainder: eval only; pad to equal full batches on every host (padding has mask False).
-      keys: record fields carried into batches next to `image` and `mask`.
-      num_workers: > 0 builds batches in that many worker processes (grain `mp_prefetch`);
-        the source must then be picklable (TFDS array_record sources are). 0 = threads only.
-    """
-    return iter(make_dataset(
-        source, train=train, batch_size=batch_size, image_size=image_size, resize_size=resize_size,
-        seed=seed, num_epochs=num_epochs, shard_index=shard_index, shard_count=shard_count,
-        num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size,
-        drop_remainder=drop_remainder, pad_remainder=pad_remainder, keys=keys, num_workers=num_workers))
+def make_iterator(source, **kwargs) -> grain.DatasetIterator:
+    """A checkpointable iterator of numpy batches, `iter(make_dataset(source, **kwargs))`."""
+    return iter(make_dataset(source, **kwargs))

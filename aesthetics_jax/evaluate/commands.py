@@ -23,22 +23,6 @@ import sys
 __all__ = ["main", "evaluate_model"]
 
 
-def _load(model: str, step: str):
-    """(training config dict, {'params', 'batch_stats'}) of a bundle or a workdir."""
-    from aesthetics_jax.export import bundle as bundle_lib
-
-    if bundle_lib.is_bundle(model):
-        loaded = bundle_lib.load(model)
-        return dict(loaded.config), loaded.variables
-    config_path = os.path.join(model, "config.json")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"{model} is neither a bundle (no manifest) nor a training workdir (no config.json)")
-    with open(config_path) as f:
-        config = json.load(f)
-    variables, _ = bundle_lib.restore_workdir(model, step)
-    return config, variables
-
-
 def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "latest", data_dir: str | None = None,
                    manual_dir: str | None = None, batch_size: int | None = None) -> dict[str, float]:
     """Evaluates MODEL on `split`; returns ``{"<split>/<metric>": value}`` and writes files to `out`."""
@@ -50,8 +34,11 @@ def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "la
     from aesthetics_jax.evaluate import get_evaluator
     from aesthetics_jax.train import sharding, steps, trainer
 
-    config_dict, variables = _load(model, step)
-    config = ml_collections.ConfigDict(config_dict)
+    from aesthetics_jax.export import bundle as bundle_lib
+
+    loaded = bundle_lib.load_model(model, step)
+    variables = loaded.variables
+    config = ml_collections.ConfigDict(loaded.config)
     if data_dir:
         config.data.data_dir = data_dir
     if manual_dir:

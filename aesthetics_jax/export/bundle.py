@@ -377,6 +377,32 @@ def _versions() -> dict:
     return out
 
 
+def _model_json(model_config: dict, image_size: int, resize_size: int | None) -> dict:
+    """What `model.json` holds: the model config, its input contract, outputs and label semantics."""
+    heads = model_config["heads"]
+    preprocess = model_config.get("preprocess")
+    if preprocess is None:
+        from aesthetics_jax import models
+
+        preprocess = models.default_preprocess(model_config["name"])
+    return {
+        "model": model_config,
+        "input": {
+            "layout": "NHWC",
+            "channels": "RGB",
+            "dtype": "uint8 or float32",
+            "range": [0, 255],
+            "image_size": int(image_size),
+            "resize_size": int(resize_size or image_size),
+            "transform": "data.preprocessing.eval_transform: square resize to resize_size (INTER_AREA when a "
+                         "side shrinks more than 2x, else INTER_LINEAR), centre crop image_size",
+            "preprocess": preprocess,
+        },
+        "outputs": {name: f"{head}/{key}" for name, head, key in output_spec(heads)},
+        "labels": label_semantics(heads),
+    }
+
+
 def write(
     out: str,
     *,
@@ -404,36 +430,13 @@ def write(
     model_config = _to_plain(model_config)
     if "name" not in model_config or "heads" not in model_config:
         raise BundleError(f"model_config needs 'name' and 'heads', got keys {sorted(model_config)}")
-    heads = model_config["heads"]
-    spec = output_spec(heads)
-    resize_size = int(resize_size or image_size)
-    preprocess = model_config.get("preprocess")
-    if preprocess is None:
-        from aesthetics_jax import models
-
-        preprocess = models.default_preprocess(model_config["name"])
+    model_json = _model_json(model_config, image_size, resize_size)
     arrays = {}
     for collection in ("params", "batch_stats"):
         for path, value in _flatten(dict(variables.get(collection, {}))).items():
             arrays[f"{collection}/{path}"] = np.ascontiguousarray(np.asarray(value))
     if not any(k.startswith("params/") for k in arrays):
         raise BundleError("variables have no 'params'")
-    model_json = {
-        "model": model_config,
-        "input": {
-            "layout": "NHWC",
-            "channels": "RGB",
-            "dtype": "uint8 or float32",
-            "range": [0, 255],
-            "image_size": int(image_size),
-            "resize_size": resize_size,
-            "transform": "data.preprocessing.eval_transform: square resize to resize_size (INTER_AREA when "
-                         "shrinking, else INTER_LINEAR), centre crop image_size",
-            "preprocess": preprocess,
-        },
-        "outputs": {name: f"{head}/{key}" for name, head, key in spec},
-        "labels": label_semantics(heads),
-    }
     metrics = dict(metrics) if metrics is not None else {"note": "no metrics were recorded for these parameters"}
     provenance = dict(provenance or {})
     provenance.setdefault("code", _git_commit())
@@ -471,19 +474,17 @@ def write(
 
 
 def restore_workdir(workdir: str, step):
-    """(variables, step) of a workdir checkpoint, restored onto this host's first device whatever
-    the topology it was saved with (``fallback_sharding``; a checkpoint written on 8 devices packs
-    on a 1-device laptop)."""
+    """(numpy variables, step) of a workdir checkpoint: ``step`` None/'latest', 'best' (by the
+    run's ``best_metric``) or a number (``checkpointing.restore_variables`` does the restoring)."""
     import jax
     import numpy as np
-    import orbax.checkpoint as ocp
+
+    from aesthetics_jax.train import checkpointing
 
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise BundleError(f"{workdir}: no checkpoints/ directory (is it a training workdir?)")
     if step == "best":
-        from aesthetics_jax.train import checkpointing
-
         config = _read_json(workdir, CONFIG)
         ckpt = checkpointing.Checkpointer(ckpt_dir, best_metric=config.get("best_metric"),
                                           best_mode=config.get("best_mode", "max"), async_save=False)
@@ -491,23 +492,11 @@ def restore_workdir(workdir: str, step):
         ckpt.close()
         if step is None:
             raise BundleError(f"{workdir}: no checkpoint carries the best metric; use --step latest or a number")
-    manager = ocp.CheckpointManager(
-        os.path.abspath(ckpt_dir), item_handlers={"state": ocp.StandardCheckpointHandler()},
-        options=ocp.CheckpointManagerOptions(read_only=True),
-    )
     try:
-        steps = manager.all_steps()
-        step = manager.latest_step() if step in (None, "latest") else int(step)
-        if step is None or step not in steps:
-            raise BundleError(f"{ckpt_dir}: no checkpoint of step {step}; available steps {sorted(steps)}")
-        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(fallback_sharding=sharding))
-        )["state"]
-    finally:
-        manager.close()
-    variables = {k: jax.tree.map(np.asarray, restored.get(k) or {}) for k in ("params", "batch_stats")}
-    return variables, int(step)
+        variables, step = checkpointing.restore_variables(ckpt_dir, None if step in (None, "latest") else int(step))
+    except FileNotFoundError as e:
+        raise BundleError(str(e)) from None
+    return {k: jax.tree.map(np.asarray, v) for k, v in variables.items()}, step
 
 
 def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
@@ -646,6 +635,24 @@ def load(path: str, *, load_variables: bool = True) -> Bundle:
     if load_variables:
         bundle.variables  # noqa: B018 - read and re-check now
     return bundle
+
+
+def load_model(path: str, step="latest") -> Bundle:
+    """A bundle (verified, as ``load``), or a training workdir's checkpoint ``step`` ('latest',
+    'best' or a number) as an in-memory, unverified ``Bundle`` -- nothing is written."""
+    path = os.fspath(path)
+    if is_bundle(path):
+        return load(path)
+    if not os.path.isdir(os.path.join(path, "checkpoints")):
+        raise FileNotFoundError(f"{path}: neither a bundle ({MANIFEST} / .tar.gz) nor a training workdir (checkpoints/)")
+    config = _read_json(path, CONFIG)
+    if "model" not in config or "data" not in config:
+        raise BundleError(f"{path}/{CONFIG}: needs 'model' and 'data' sections")
+    variables, step = restore_workdir(path, step)
+    data = config["data"]
+    return Bundle(path=path, manifest=None, config=config, metrics={}, provenance={"step": step, "workdir": path},
+                  model_json=_model_json(_to_plain(config["model"]), data["image_size"], data.get("resize_size")),
+                  onnx_bytes=None, _variables=variables)
 
 
 def load_variables(path: str) -> dict:

@@ -8,20 +8,7 @@ checkpoint, or ``--step``). ONNX options: ``--input-dtype float32|uint8``, ``--l
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-
-
-def _load(model: str, step):
-    from aesthetics_jax.export import bundle as bundle_lib
-
-    if bundle_lib.is_bundle(model):
-        return bundle_lib.load(model)
-    if os.path.isdir(os.path.join(model, "checkpoints")):
-        with tempfile.TemporaryDirectory(prefix="aesthetics_jax_export_") as tmp:
-            return bundle_lib.load(bundle_lib.pack(model, os.path.join(tmp, "b"), step=step))
-    raise FileNotFoundError(f"{model}: neither a bundle (manifest.json / .tar.gz) nor a training workdir (checkpoints/)")
 
 
 def main(argv: list[str]) -> int:
@@ -34,10 +21,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--layout", choices=("NHWC", "NCHW"), default="NHWC", help="ONNX input layout")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 18)")
     args = parser.parse_args(argv)
-    from aesthetics_jax.export.bundle import BundleError
+    from aesthetics_jax.export import bundle as bundle_lib
 
     try:
-        bundle = _load(args.model, args.step)
+        bundle = bundle_lib.load_model(args.model, args.step)
         if args.format == "onnx":
             from aesthetics_jax.export import onnx as onnx_export
 
@@ -49,7 +36,7 @@ def main(argv: list[str]) -> int:
             from aesthetics_jax.export import saved_model
 
             saved_model.export_bundle(bundle, args.out)
-    except (BundleError, FileNotFoundError, ValueError) as e:
+    except (bundle_lib.BundleError, FileNotFoundError, ValueError) as e:
         print(f"aesthetics-jax export: {e}", file=sys.stderr)
         return 1
     print(f"exported {args.model} -> {args.out} ({args.format})")

@@ -19,8 +19,9 @@ Flax mapping:
   * Keras' ZeroPadding2D + 'valid' is folded into the conv's explicit padding ((0, 1), (0, 1)),
     which is the identical computation. Flax 'SAME' is TensorFlow's 'SAME' (extra padding at the
     end), so `conv1` matches Keras at every input size, odd ones included.
-  * DepthwiseConv2D is `depthwise.DepthwiseConv` (parameters identical to `nn.Conv(feature_group_count=C)`,
-    computed as shifted products on CPU; `depthwise_impl`). The kernel is [3, 3, 1, C*m] with
+  * Convolutions come from `conv.keras_conv`: DepthwiseConv2D is `conv.DepthwiseConv` (parameters
+    identical to `nn.Conv(feature_group_count=C)`, shifted products on CPU; `depthwise_impl`), 1x1
+    ones `conv.PointwiseConv` (a GEMM on CPU; `pointwise_impl`). The depthwise kernel is [3, 3, 1, C*m] with
     output channel c*m + j, which is Keras' [3, 3, C, m] kernel reshaped (C order).
   * BatchNorm: Keras' momentum 0.99 means the same in Flax (`ra = 0.99 ra + 0.01 batch`);
     scale/bias are params, mean/var live in `batch_stats`, always float32.
@@ -42,8 +43,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from aesthetics_jax.models.depthwise import DepthwiseConv
-from aesthetics_jax.models.pointwise import PointwiseConv
+from aesthetics_jax.models import conv
 
 # (pointwise filters at width 1, stride) for blocks 1..13.
 BLOCKS = (
@@ -64,7 +64,6 @@ BLOCKS = (
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
-KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
 class MobileNet(nn.Module):
@@ -74,29 +73,12 @@ class MobileNet(nn.Module):
     depth_multiplier: int = 1
     num_blocks: int = len(BLOCKS)
     dtype: Any = jnp.float32
-    depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
-    pointwise_impl: str = "auto"  # see pointwise.py: 'conv' | 'dot' | 'auto'
+    depthwise_impl: str = "auto"  # see conv.py: 'conv' | 'shifted' | 'auto'
+    pointwise_impl: str = "auto"  # see conv.py: 'conv' | 'dot' | 'auto'
 
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
-        if kernel == 1 and stride == 1 and groups == 1:  # same params as nn.Conv; a GEMM on CPU
-            return PointwiseConv(features, impl=self.pointwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
-                                 param_dtype=jnp.float32, name=name)(x)
-        if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
-            return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
-                                 impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
-                                 param_dtype=jnp.float32, name=name)(x)
-        return nn.Conv(
-            features,
-            (kernel, kernel),
-            strides=(stride, stride),
-            padding=padding,
-            feature_group_count=groups,
-            use_bias=False,
-            kernel_init=KERNEL_INIT,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name=name,
-        )(x)
+        return conv.keras_conv(x, features, kernel, stride, padding, name, groups=groups, dtype=self.dtype,
+                               depthwise_impl=self.depthwise_impl, pointwise_impl=self.pointwise_impl)
 
     def _bn_relu6(self, x, name: str, train: bool):
         x = nn.BatchNorm(

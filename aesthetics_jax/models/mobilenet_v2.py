@@ -19,8 +19,8 @@ Structure (Keras 3.15 `keras/src/applications/mobilenet_v2.py`, `include_top=Fal
 Flax mapping as in `mobilenet.py`: module names are the Keras layer names; Keras' ZeroPadding2D +
 'valid' is folded into explicit conv padding (`correct_pad`: ((0, 1), (0, 1)) for even spatial
 sizes, ((1, 1), (1, 1)) for odd ones, decided from the static shape exactly as Keras does);
-depthwise = `depthwise.DepthwiseConv` (same parameters as `nn.Conv(feature_group_count=C)`); BatchNorm momentum 0.999 has the same meaning in
-Flax and Keras.
+convolutions via `conv.keras_conv` (depthwise as `conv.DepthwiseConv`, same parameters as
+`nn.Conv(feature_group_count=C)`); BatchNorm momentum 0.999 has the same meaning in Flax and Keras.
 
 `width` is Keras' `alpha` (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
 `num_blocks` (1..17) keeps blocks 0..num_blocks-1, then `Conv_1`: a tiny variant for tests.
@@ -36,8 +36,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from aesthetics_jax.models.depthwise import DepthwiseConv
-from aesthetics_jax.models.pointwise import PointwiseConv
+from aesthetics_jax.models import conv
 
 # (expansion, filters at width 1, stride) for block_id 0..16.
 BLOCKS = (
@@ -63,7 +62,6 @@ BLOCKS = (
 LAYOUTS = ("keras", "torchvision")
 BN_EPSILON = {"keras": 1e-3, "torchvision": 1e-5}
 BN_MOMENTUM = {"keras": 0.999, "torchvision": 0.9}
-KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -88,34 +86,17 @@ class MobileNetV2(nn.Module):
     num_blocks: int = len(BLOCKS)
     layout: str = "keras"
     dtype: Any = jnp.float32
+    depthwise_impl: str = "auto"  # see conv.py: 'conv' | 'shifted' | 'auto'
+    pointwise_impl: str = "auto"  # see conv.py: 'conv' | 'dot' | 'auto'
 
     def _stride2_padding(self, spatial):
         if self.layout == "torchvision":
             return ((1, 1), (1, 1))
         return _correct_pad(spatial)
-    depthwise_impl: str = "auto"  # see depthwise.py: 'conv' | 'shifted' | 'auto'
-    pointwise_impl: str = "auto"  # see pointwise.py: 'conv' | 'dot' | 'auto'
 
     def _conv(self, x, features: int, kernel: int, stride: int, padding, name: str, groups: int = 1):
-        if kernel == 1 and stride == 1 and groups == 1:  # same params as nn.Conv; a GEMM on CPU
-            return PointwiseConv(features, impl=self.pointwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
-                                 param_dtype=jnp.float32, name=name)(x)
-        if groups > 1:  # depthwise (groups == input channels): same params as nn.Conv, fast on CPU
-            return DepthwiseConv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
-                                 impl=self.depthwise_impl, kernel_init=KERNEL_INIT, dtype=self.dtype,
-                                 param_dtype=jnp.float32, name=name)(x)
-        return nn.Conv(
-            features,
-            (kernel, kernel),
-            strides=(stride, stride),
-            padding=padding,
-            feature_group_count=groups,
-            use_bias=False,
-            kernel_init=KERNEL_INIT,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name=name,
-        )(x)
+        return conv.keras_conv(x, features, kernel, stride, padding, name, groups=groups, dtype=self.dtype,
+                               depthwise_impl=self.depthwise_impl, pointwise_impl=self.pointwise_impl)
 
     def _bn(self, x, name: str, train: bool):
         return nn.BatchNorm(

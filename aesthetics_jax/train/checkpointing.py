@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as cm
@@ -94,19 +95,30 @@ class Checkpointer:
         self._manager.close()
 
 
-def restore_params(directory: str, step: int | None = None) -> dict[str, Any]:
-    """Params and batch stats of another run's checkpoint (for init-from / stage-2 training).
+def restore_variables(directory: str, step: int | None = None) -> tuple[dict[str, Any], int]:
+    """``({'params', 'batch_stats'}, step)`` of checkpoint ``step`` (None = latest) in ``directory``.
 
-    Restores the ``state`` item as plain numpy arrays without needing its optimiser structure.
+    Restores the ``state`` item without needing its optimiser structure, onto this host's first
+    device when the saved topology is not available here (a checkpoint written on 8 devices
+    restores on a 1-device laptop). FileNotFoundError lists the available steps.
     """
     manager = ocp.CheckpointManager(
         os.path.abspath(directory), item_handlers={"state": ocp.StandardCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(read_only=True),
     )
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    state = restored["state"]
-    return {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+    try:
+        steps = manager.all_steps()
+        step = manager.latest_step() if step is None else int(step)
+        if step is None or step not in steps:
+            raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; available steps {sorted(steps)}")
+        fallback = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(fallback_sharding=fallback)))["state"]
+    finally:
+        manager.close()
+    return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, step
+
+
+def restore_params(directory: str, step: int | None = None) -> dict[str, Any]:
+    """Params and batch stats of another run's checkpoint (for init-from / stage-2 training)."""
+    return restore_variables(directory, step)[0]

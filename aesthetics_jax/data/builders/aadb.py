@@ -45,13 +45,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from aesthetics_jax.data import image_io
-from aesthetics_jax.data.builders import ava as _ava
-from aesthetics_jax.data.builders import eva as _eva
+from aesthetics_jax.data.builders import base
 
 __all__ = ["Aadb", "AadbConfig", "build_aadb", "config_for", "ATTRIBUTE_NAMES", "LABEL_FILES", "SPLIT_FILES",
-           "SKIPPED_REPORT"]
+]
 
-SKIPPED_REPORT = _ava.SKIPPED_REPORT
 ATTRIBUTE_NAMES = ("BalacingElements", "ColorHarmony", "Content", "DoF", "Light", "MotionBlur", "Object",
                    "Repetition", "RuleOfThirds", "Symmetry", "VividColor")
 LABEL_FILES = ("score", *ATTRIBUTE_NAMES)
@@ -72,7 +70,7 @@ class AadbConfig(tfds.core.BuilderConfig):
     resize_shorter: int = 0  # > 0: store images with their shorter side shrunk to this
 
 
-class Aadb(tfds.core.GeneratorBasedBuilder):
+class Aadb(base.CheckedBuilder):
     """AADB: JPEG bytes, overall score and 11 attribute scores; standard 8458 / 500 / 1000 split."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -83,13 +81,6 @@ class Aadb(tfds.core.GeneratorBasedBuilder):
         "Point manual_dir at the unpacked AADB release: imgListFiles_label/, datasetImages_originalSize/ "
         "and AADB_newtest_originalSize/."
     )
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
-        self._skipped: list[dict] = []
-        self._stats: dict = {}
-        self.inspect_progress: str | None = None
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -109,9 +100,6 @@ class Aadb(tfds.core.GeneratorBasedBuilder):
             ),
             metadata=tfds.core.MetadataDict(),
         )
-
-    def _skip(self, name, line: int, file: str, reason: str, detail: str = "") -> None:
-        self._skipped.append(dict(id=str(name), line=line, file=file, reason=reason, detail=detail))
 
     def _parse_list(self, root: str, rel: str, lo: float, hi: float) -> dict[str, tuple[float, int]]:
         path = os.path.join(root, rel)
@@ -142,10 +130,9 @@ class Aadb(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = os.fspath(dl_manager.manual_dir)
-        self._skipped, self._stats = [], {}
+        self._reset()
         seen: dict[str, str] = {}
         splits: dict[str, list] = {}
-        reencoded: dict[str, int] = {}
         for split in SPLIT_FILES:
             lists = {attr: self._parse_list(root, label_file(split, attr), *((0.0, 1.0) if attr == "score" else (-1.0, 1.0)))
                      for attr in LABEL_FILES}
@@ -167,22 +154,12 @@ class Aadb(tfds.core.GeneratorBasedBuilder):
                 rows.append((name, line, lists["score"][name][0],
                              np.array([lists[a][name][0] for a in ATTRIBUTE_NAMES], np.float32)))
             paths = [self._image_path(root, split, name, score) for name, _, score, _ in rows]
-            inspections = image_io.inspect_files(
-                paths, resize_shorter=self.builder_config.resize_shorter or None,
-                cache_dir=_ava.inspect_cache_dir(self._data_dir_root, self.name),
-                progress=self.inspect_progress and f"{self.inspect_progress} {split}")
-            good = []
-            for row, path, inspection in zip(rows, paths, inspections):
-                if not inspection.ok:
-                    self._skip(row[0], row[1], os.path.relpath(path, root), inspection.reason, inspection.detail)
-                    continue
-                if inspection.action != "keep":
-                    why = inspection.action.split(":", 1)[1]
-                    reencoded[why] = reencoded.get(why, 0) + 1
-                good.append((*row, path, inspection))
-            splits[split] = good
+            entries = [(row[0], row[1], os.path.relpath(path, root), path) for row, path in zip(rows, paths)]
+            progress = self.inspect_progress and f"{self.inspect_progress} {split}"
+            inspections = self._check_images(entries, progress=progress)
+            splits[split] = [(*row, path, inspection)
+                             for row, path, inspection in zip(rows, paths, inspections) if inspection]
             self._stats[f"num_listed_{split}"] = len(names)
-        self._stats["reencoded"] = reencoded
         return {split: self._generate_examples(rows) for split, rows in splits.items()}
 
     def _image_path(self, root: str, split: str, name: str, score: float) -> str:
@@ -218,13 +195,8 @@ class Aadb(tfds.core.GeneratorBasedBuilder):
                 "attributes": attributes,
             }
 
-    def _download_and_prepare(self, dl_manager, download_config=None):
-        super()._download_and_prepare(dl_manager, download_config)
-        _eva._write_report(os.fspath(self.data_dir), self._skipped)  # pylint: disable=protected-access
-        self.info.metadata.update(
-            **_eva._counts(self._skipped), skipped_report=SKIPPED_REPORT,  # pylint: disable=protected-access
-            attribute_names=list(ATTRIBUTE_NAMES), resize_shorter=int(self.builder_config.resize_shorter),
-            **self._stats)
+    def _metadata(self) -> dict:
+        return dict(attribute_names=list(ATTRIBUTE_NAMES))
 
 
 def config_for(resize_shorter: int = 0) -> AadbConfig:

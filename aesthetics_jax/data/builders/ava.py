@@ -13,7 +13,7 @@ Output: `<data_dir>/ava/<config>/1.0.0/` in array_record format (random access t
 Features of one example:
 
     image           JPEG bytes, stored as read from images/<id>.jpg (tfds.features.Image,
-                    encoding 'jpeg'; read it with `data_source(...)`, which skips decoding)
+                    encoding 'jpeg'; read it with `pipeline.make_source(...)`, which skips decoding)
     distribution    float32[10]   histogram / votes
     histogram       int32[10]     raw vote counts for scores 1..10
     votes           int32         total number of votes
@@ -66,7 +66,6 @@ Records are ordered in the array_record files by TFDS's key hash (key = id), not
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from typing import Iterator, NamedTuple
@@ -75,11 +74,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from aesthetics_jax.data import image_io
+from aesthetics_jax.data.builders import base
 
-__all__ = ["Ava", "AvaConfig", "build_ava", "config_for", "data_source", "skipped_report", "SKIPPED_REPORT"]
+__all__ = ["Ava", "AvaConfig", "build_ava", "config_for"]
 
-SKIPPED_REPORT = "skipped.csv"
-_REPORT_FIELDS = ("id", "line", "file", "reason", "detail")
 _AVA_TXT = "AVA.txt"
 _TEST_LIST = "aesthetics_image_lists/generic_test.jpgl"
 _NUM_COLUMNS = 15
@@ -108,7 +106,7 @@ class _Row(NamedTuple):
     challenge: int
 
 
-class Ava(tfds.core.GeneratorBasedBuilder):
+class Ava(base.CheckedBuilder):
     """AVA: JPEG bytes + 10-bin vote histograms, standard generic_test split."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -125,13 +123,8 @@ class Ava(tfds.core.GeneratorBasedBuilder):
     )
 
     def __init__(self, **kwargs):
-        # TFRecord output needs TensorFlow; array_record gives random access without it.
-        kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
-        self._skipped: list[dict] = []
-        self._stats: dict = {}
         self._inspections: dict[int, image_io.Inspection] = {}
-        self.inspect_progress: str | None = None  # a label: print image-check progress to stderr
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -159,9 +152,6 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         )
 
     # -- reading the text files ------------------------------------------------------------------
-
-    def _skip(self, image_id, line: int, file: str, reason: str, detail: str = "") -> None:
-        self._skipped.append(dict(id=str(image_id), line=line, file=file, reason=reason, detail=detail))
 
     def _parse_ava_txt(self, path: str) -> list[_Row]:
         rows, first_line = [], {}
@@ -227,12 +217,13 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         for required in (_AVA_TXT, _TEST_LIST):
             if not os.path.exists(os.path.join(root, required)):
                 raise FileNotFoundError(f"{required} not found in manual_dir {root}")
-        self._skipped, self._stats, self._inspections = [], {}, {}
+        self._reset()
+        self._inspections = {}
         parsed = self._parse_ava_txt(os.path.join(root, _AVA_TXT))
         test_ids = self._parse_test_list(os.path.join(root, _TEST_LIST))
         self._stats["test_list_ids"] = len(test_ids)
         self._stats["test_list_ids_not_in_ava_txt"] = len(test_ids - {r.image_id for r in parsed})
-        rows = self._check_images(root, parsed)
+        rows = self._check_images_of(root, parsed)
         tag_names = self._parse_names(os.path.join(root, "tags.txt"))
         challenge_names = self._parse_names(os.path.join(root, "challenges.txt"))
 
@@ -248,27 +239,16 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         return {name: self._generate_examples(root, split_rows, tag_names, challenge_names)
                 for name, split_rows in splits.items()}
 
-    def _check_images(self, root: str, rows: list[_Row]) -> list[_Row]:
+    def _check_images_of(self, root: str, rows: list[_Row]) -> list[_Row]:
         """The rows whose image is a complete, decodable JPEG; the others are reported.
 
         Checked before the split so that the validation carve-out is exact; threads overlap file
         reads and libjpeg (which releases the GIL).
         """
-        paths = [os.path.join(root, _image_relpath(row.image_id)) for row in rows]
-        inspections = image_io.inspect_files(
-            paths, resize_shorter=self.builder_config.resize_shorter or None,
-            cache_dir=inspect_cache_dir(self._data_dir_root, self.name), progress=self.inspect_progress)
-        reencoded: dict[str, int] = {}
-        for row, inspection in zip(rows, inspections):
-            if not inspection.ok:
-                self._skip(row.image_id, row.line, _image_relpath(row.image_id), inspection.reason, inspection.detail)
-            else:
-                self._inspections[row.image_id] = inspection
-                if inspection.action != "keep":
-                    why = inspection.action.split(":", 1)[1]
-                    reencoded[why] = reencoded.get(why, 0) + 1
-        self._stats["reencoded"] = reencoded
-        return [row for row, inspection in zip(rows, inspections) if inspection.ok]
+        inspections = self._check_images([(row.image_id, row.line, _image_relpath(row.image_id),
+                                           os.path.join(root, _image_relpath(row.image_id))) for row in rows])
+        self._inspections = {row.image_id: inspection for row, inspection in zip(rows, inspections) if inspection}
+        return [row for row, inspection in zip(rows, inspections) if inspection]
 
     def _generate_examples(self, root, rows, tag_names, challenge_names) -> Iterator[tuple[int, dict]]:
         for row in rows:
@@ -290,32 +270,15 @@ class Ava(tfds.core.GeneratorBasedBuilder):
                 "id": row.image_id,
             }
 
-    def _download_and_prepare(self, dl_manager, download_config=None):
-        super()._download_and_prepare(dl_manager, download_config)
-        # Write the report beside the array_record files (self.data_dir is still the temporary
-        # build directory here, so the report moves with the dataset when TFDS renames it).
-        self._skipped.sort(key=lambda r: (r["file"] == _TEST_LIST, r["line"], r["file"]))
-        with open(os.path.join(os.fspath(self.data_dir), SKIPPED_REPORT), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=_REPORT_FIELDS)
-            writer.writeheader()
-            writer.writerows(self._skipped)
-        by_reason: dict[str, int] = {}
-        for record in self._skipped:
-            by_reason[record["reason"]] = by_reason.get(record["reason"], 0) + 1
-        self.info.metadata.update(
-            skipped=by_reason, num_skipped=len(self._skipped), skipped_report=SKIPPED_REPORT,
-            val_fraction=float(self.builder_config.val_fraction), seed=int(self.builder_config.seed),
-            resize_shorter=int(self.builder_config.resize_shorter),
-            **self._stats)
+    def _report_order(self, record: dict):
+        return record["file"] == _TEST_LIST, record["line"], record["file"]
+
+    def _metadata(self) -> dict:
+        return dict(val_fraction=float(self.builder_config.val_fraction), seed=int(self.builder_config.seed))
 
 
 def _image_relpath(image_id: int) -> str:
     return f"images/{image_id}.jpg"
-
-
-def inspect_cache_dir(data_dir_root, name: str) -> str:
-    """Where a builder named `name` caches its image checks (shared by its configs)."""
-    return os.path.join(os.fspath(data_dir_root), name, "_inspect_cache")
 
 
 def config_for(val_fraction: float = 0.0, seed: int = 0, resize_shorter: int = 0) -> AvaConfig:
@@ -345,15 +308,3 @@ def build_ava(manual_dir, data_dir, *, val_fraction: float = 0.0, seed: int = 0,
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
     return builder
-
-
-def data_source(builder: tfds.core.DatasetBuilder, split: str):
-    """Random-access source (len, __getitem__) over a prepared split; `image` stays JPEG bytes."""
-    return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-
-
-def skipped_report(builder: tfds.core.DatasetBuilder) -> list[dict]:
-    """The skipped records of a prepared build: dicts with id, line (int), file, reason, detail."""
-    path = os.path.join(os.fspath(builder.data_dir), SKIPPED_REPORT)
-    with open(path, newline="") as f:
-        return [dict(record, line=int(record["line"])) for record in csv.DictReader(f)]

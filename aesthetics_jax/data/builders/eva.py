@@ -71,12 +71,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from aesthetics_jax.data import image_io
-from aesthetics_jax.data.builders import ava as _ava
+from aesthetics_jax.data.builders import base
 
 __all__ = ["Eva", "EvaConfig", "build_eva", "config_for", "split_ids", "SCORE_NAMES", "SCORE_RANGES",
-           "CATEGORY_NAMES", "FACTOR_NAMES", "SKIPPED_REPORT", "SPLITS_FILE"]
+           "CATEGORY_NAMES", "FACTOR_NAMES", "SPLITS_FILE"]
 
-SKIPPED_REPORT = _ava.SKIPPED_REPORT
 SPLITS_FILE = "splits.csv"
 SCORE_NAMES = ("score", "difficulty", "visual", "composition", "quality", "semantic")
 SCORE_RANGES = {"score": (0, 10), "difficulty": (1, 4), "visual": (1, 4), "composition": (1, 4),
@@ -85,7 +84,6 @@ FACTOR_NAMES = ("light_and_colour", "composition_and_depth", "quality", "semanti
 CATEGORY_NAMES = {1: "animals", 2: "architectures and city scenes", 3: "human", 4: "natural and rural scenes",
                   5: "still life", 6: "other"}
 _VOTE_COLUMNS = ("image_id", "user_id", *SCORE_NAMES, "1", "2", "3", "4")
-_REPORT_FIELDS = ("id", "line", "file", "reason", "detail")
 _LO = np.array([SCORE_RANGES[n][0] for n in SCORE_NAMES], np.float64)
 _HI = np.array([SCORE_RANGES[n][1] for n in SCORE_NAMES], np.float64)
 
@@ -119,7 +117,7 @@ class _Vote(NamedTuple):
     flags: tuple[int, ...]   # 4 x 0/1
 
 
-class Eva(tfds.core.GeneratorBasedBuilder):
+class Eva(base.CheckedBuilder):
     """EVA: JPEG bytes + per-image means, histograms and sds of six scores, factor rates, category."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -135,12 +133,8 @@ class Eva(tfds.core.GeneratorBasedBuilder):
     )
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
-        self._skipped: list[dict] = []
-        self._stats: dict = {}
         self._split_of: dict[int, str] = {}
-        self.inspect_progress: str | None = None
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -170,9 +164,6 @@ class Eva(tfds.core.GeneratorBasedBuilder):
             ),
             metadata=tfds.core.MetadataDict(),
         )
-
-    def _skip(self, image_id, line: int, file: str, reason: str, detail: str = "") -> None:
-        self._skipped.append(dict(id=str(image_id), line=line, file=file, reason=reason, detail=detail))
 
     # -- reading the CSV files ---------------------------------------------------------------------
 
@@ -269,7 +260,8 @@ class Eva(tfds.core.GeneratorBasedBuilder):
             raise FileNotFoundError(f"votes_filtered.csv not found in manual_dir {root} (nor in {root}/data)")
         category_rel = _find(root, ("data/image_content_category.csv", "image_content_category.csv"))
         image_dir = _find(root, ("images/EVA_together", "EVA_together")) or "images/EVA_together"
-        self._skipped, self._stats, self._split_of = [], {}, {}
+        self._reset()
+        self._split_of = {}
 
         votes = self._parse_votes(os.path.join(root, votes_rel), votes_rel)
         categories = self._parse_categories(category_rel and os.path.join(root, category_rel), category_rel or "")
@@ -285,22 +277,12 @@ class Eva(tfds.core.GeneratorBasedBuilder):
         for k, image_id in enumerate(order):
             self._split_of[image_id] = "test" if k < n_test else "validation" if k < n_test + n_val else "train"
 
-        paths = [os.path.join(root, image_dir, f"{i}.jpg") for i in ids.tolist()]
-        inspections = image_io.inspect_files(
-            paths, resize_shorter=config.resize_shorter or None,
-            cache_dir=_ava.inspect_cache_dir(self._data_dir_root, self.name), progress=self.inspect_progress)
+        entries = [(i, votes[i][0].line, f"{image_dir}/{i}.jpg", os.path.join(root, image_dir, f"{i}.jpg"))
+                   for i in ids.tolist()]
         good: dict[str, list] = {"train": [], "validation": [], "test": []}
-        reencoded: dict[str, int] = {}
-        for image_id, path, inspection in zip(ids.tolist(), paths, inspections):
-            if not inspection.ok:
-                first_line = votes[image_id][0].line
-                self._skip(image_id, first_line, f"{image_dir}/{image_id}.jpg", inspection.reason, inspection.detail)
-                continue
-            if inspection.action != "keep":
-                why = inspection.action.split(":", 1)[1]
-                reencoded[why] = reencoded.get(why, 0) + 1
-            good[self._split_of[image_id]].append((image_id, path, inspection))
-        self._stats["reencoded"] = reencoded
+        for (image_id, _, _, path), inspection in zip(entries, self._check_images(entries)):
+            if inspection:
+                good[self._split_of[image_id]].append((image_id, path, inspection))
         self._stats["split_images"] = {name: len(rows) for name, rows in good.items()}
         fractions = {"validation": config.val_fraction, "test": config.test_fraction, "train": 1.0}
         return {name: self._generate_examples(rows, votes, categories) for name, rows in good.items()
@@ -339,17 +321,17 @@ class Eva(tfds.core.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, download_config=None):
         super()._download_and_prepare(dl_manager, download_config)
-        out_dir = os.fspath(self.data_dir)  # the temporary build directory, renamed by TFDS afterwards
-        _write_report(out_dir, self._skipped)
-        with open(os.path.join(out_dir, SPLITS_FILE), "w", newline="") as f:
+        # The temporary build directory, renamed by TFDS afterwards (the report and metadata are
+        # written by CheckedBuilder).
+        with open(os.path.join(os.fspath(self.data_dir), SPLITS_FILE), "w", newline="") as f:
             f.write("id,split\n")
             f.writelines(f"{i},{s}\n" for i, s in sorted(self._split_of.items()))
+
+    def _metadata(self) -> dict:
         config = self.builder_config
-        self.info.metadata.update(
-            **_counts(self._skipped), skipped_report=SKIPPED_REPORT, splits_file=SPLITS_FILE,
-            val_fraction=float(config.val_fraction), test_fraction=float(config.test_fraction),
-            seed=int(config.seed), unit=bool(config.unit), resize_shorter=int(config.resize_shorter),
-            score_names=list(SCORE_NAMES), **self._stats)
+        return dict(splits_file=SPLITS_FILE, val_fraction=float(config.val_fraction),
+                    test_fraction=float(config.test_fraction), seed=int(config.seed), unit=bool(config.unit),
+                    score_names=list(SCORE_NAMES))
 
 
 def _find(root: str, candidates) -> str | None:
@@ -357,21 +339,6 @@ def _find(root: str, candidates) -> str | None:
         if os.path.exists(os.path.join(root, rel)):
             return rel
     return None
-
-
-def _write_report(out_dir: str, skipped: list[dict]) -> None:
-    skipped = sorted(skipped, key=lambda r: (r["file"], r["line"]))
-    with open(os.path.join(out_dir, SKIPPED_REPORT), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=_REPORT_FIELDS)
-        writer.writeheader()
-        writer.writerows(skipped)
-
-
-def _counts(skipped: list[dict]) -> dict:
-    by_reason: dict[str, int] = {}
-    for record in skipped:
-        by_reason[record["reason"]] = by_reason.get(record["reason"], 0) + 1
-    return dict(skipped=by_reason, num_skipped=len(skipped))
 
 
 def config_for(val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, unit: bool = False,
