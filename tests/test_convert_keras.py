@@ -101,12 +101,14 @@ def _keras2_weight(layer, w):
     return "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) and w.name == "kernel" else w.name
 
 
-def write_keras2_h5(model, path, rename=_keras2_name):
-    """A legacy Keras-2 `model.save()` file, written with h5py (weights part only)."""
+def write_keras2_h5(model, path, rename=_keras2_name, weights_only=False):
+    """A legacy Keras-2 `model.save()` file, written with h5py (weights part only); `weights_only`:
+    the Keras-2 `save_weights()` layout instead (layer groups at the root), the layout of idealo's
+    `weights_mobilenet_aesthetic_0.07.hdf5` (a ModelCheckpoint with save_weights_only=True)."""
     with h5py.File(path, "w") as f:
         f.attrs["keras_version"] = b"2.2.4"
         f.attrs["backend"] = b"tensorflow"
-        g = f.create_group("model_weights")
+        g = f if weights_only else f.create_group("model_weights")
         layer_names = []
         for layer in model.layers:
             name = rename(layer.name)
@@ -253,30 +255,45 @@ def test_strictness_and_dont_load(nima_files, nima_model, tmp_path):
         keras_h5.load_keras_file(str(tmp / "nima_flat.weights.h5"), narrow)
 
 
-def test_convert_cli_on_idealo_file(nima_files, nima_model, tmp_path):
+def test_convert_cli_on_idealo_file(nima_files, nima_model, tmp_path, capsys):
     from aesthetics_jax.cli import main
-    from aesthetics_jax.train import checkpointing
+    from aesthetics_jax.export import bundle as bundle_lib
 
     tmp, x, expected = nima_files
     out = tmp_path / "converted"
     rc = main(["convert", "--from", "keras", str(tmp / "nima_nested.hdf5"), "--arch", "nima_mobilenet",
                "--out", str(out)])
     assert rc == 0
-    meta = json.loads((out / "convert.json").read_text())
-    assert meta["model"] == {**NIMA, "preprocess": "keras_tf"}
-    assert meta["source"]["format"] == "keras-legacy-h5" and meta["conversion"]["ignored"] == []
-    assert meta["preprocess"] == "keras_tf" and meta["image_size"] == 224 and not meta["backbone_only"]
-    assert len(meta["source"]["sha256"]) == 64
-    model = models.create(**meta["model"])
+    assert f"aesthetics-jax predict PHOTOS --model {out}" in capsys.readouterr().out
+    # A model with heads is written as a verified bundle: every consumer takes it as it is.
+    assert bundle_lib.verify(str(out))["files"].keys() >= {"params.safetensors", "model.json", "provenance.json"}
+    loaded = bundle_lib.load(str(out))
+    assert loaded.model_config == {**NIMA, "preprocess": "keras_tf", "dtype": "float32"}
+    assert loaded.transform == {"name": "keras_load_img", "image_size": 224}  # idealo's load_img(target_size=224)
+    assert loaded.image_size == 224 and loaded.model_json["input"]["preprocess"] == "keras_tf"
+    source = loaded.provenance["source"]
+    assert source["format"] == "keras-legacy-h5" and len(source["sha256"]) == 64
+    assert source["sha256"] == bundle_lib.sha256_file(str(tmp / "nima_nested.hdf5"))
+    assert loaded.provenance["conversion"]["ignored"] == []
+    model = loaded.create_model()
     assert model == nima_model
-    restored = checkpointing.restore_params(str(out / "checkpoints"))  # what init_from reads
-    dist = _apply(model, restored, x)["emd"]["distribution"]
+    dist = _apply(model, loaded.variables, x)["emd"]["distribution"]
     np.testing.assert_allclose(dist, expected, atol=1e-5, rtol=0)
-    # refusals: non-empty output directory, a source the arch cannot come from
+    # `bundle pack` archives it; the archive holds the same verified files
+    assert main(["bundle", "pack", str(out), "--out", str(tmp_path / "nima.bundle.tar.gz")]) == 0
+    assert bundle_lib.load(str(tmp_path / "nima.bundle.tar.gz")).provenance["source"] == source
+    # refusals: non-empty output directory, a source the arch cannot come from, a bad --transform
     assert main(["convert", "--from", "keras", str(tmp / "nima_flat.hdf5"), "--arch", "nima_mobilenet",
                  "--out", str(out)]) == 2
     assert main(["convert", "--from", "torchvision", str(tmp / "nima_flat.hdf5"), "--arch", "nima_mobilenet",
                  "--out", str(tmp_path / "other")]) == 2
+    assert main(["convert", "--from", "keras", str(tmp / "nima_flat.hdf5"), "--arch", "nima_mobilenet",
+                 "--transform", "bicubic_magic", "--out", str(tmp_path / "other")]) == 2
+    # --transform overrides the source's default
+    out3 = tmp_path / "torchvision_style"
+    assert main(["convert", "--from", "keras", str(tmp / "nima_flat.hdf5"), "--arch", "nima_mobilenet",
+                 "--transform", "torchvision:resize_size=256", "--out", str(out3)]) == 0
+    assert bundle_lib.load(str(out3)).transform == {"name": "torchvision", "resize_size": 256, "image_size": 224}
 
 
 # ---------------------------------------------------------------- MobileNet v1 width / MobileNetV2 files
@@ -328,6 +345,17 @@ def test_cli_backbone_only_and_errors(nima_files, tmp_path, capsys):
                  "--option", "width=0.5", "--out", str(tmp_path / "out2")]) == 1
     assert "params 'backbone/conv1/kernel' has shape (3, 3, 3, 16), source (3, 3, 3, 32)" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+    # a backbone-only conversion says what to do next, and every consumer repeats it
+    from aesthetics_jax import predict as predict_lib
+    from aesthetics_jax.export import bundle as bundle_lib
+
+    assert meta["next_steps"].startswith("train heads on it: python launch.py")
+    for call in (lambda: predict_lib.Predictor(str(out)), lambda: bundle_lib.pack(str(out), str(tmp_path / "b")),
+                 lambda: bundle_lib.load_model(str(out))):
+        with pytest.raises(bundle_lib.BundleError, match="backbone-only conversion .* train heads on it"):
+            call()
+    assert main(["predict", str(tmp), "--model", str(out)]) == 2
+    assert "backbone-only conversion" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- InceptionV3 (slow: Keras build ~16 s)

@@ -5,6 +5,7 @@ Fixtures are generated here with OpenCV / PIL; the expected pixels are computed 
 training pipeline's own `preprocessing.decode_jpeg`.
 """
 
+import csv
 import io
 import os
 import resource
@@ -63,6 +64,9 @@ def _cases():
     cases = {
         "zero_byte": (b"", "empty_image", None),
         "truncated_jpeg": (jpeg[: len(jpeg) // 2], "truncated_image", None),
+        # Entropy data cut short but an end-of-image marker present: libjpeg only warns
+        # ("premature end of data segment") and fills grey; strict checks refuse it.
+        "premature_end_jpeg": (jpeg[: (jpeg.index(b"\xff\xda") + len(jpeg)) // 2] + b"\xff\xd9", "truncated_image", None),
         "html_behind_jpg": (b"<!DOCTYPE html><html>404 Not Found</html>", "not_jpeg", None),
         "random_bytes": (rng.integers(0, 256, 500, dtype=np.uint8).tobytes(), "not_jpeg", None),
         "corrupt_jpeg": (b"\xff\xd8" + rng.integers(0, 255, 400, dtype=np.uint8).tobytes() + b"\xff\xd9",
@@ -188,6 +192,77 @@ def _eva_with_hostile_images(root):
     return ids
 
 
+def _ava_with_hostile_images(root, test):
+    """An AVA directory whose images are every case above (ids 100..); `test`: case names listed
+    in generic_test.jpgl."""
+    os.makedirs(root / "images")
+    os.makedirs(root / "aesthetics_image_lists")
+    ids = {name: 100 + k for k, name in enumerate(sorted(CASES))}
+    with open(root / "AVA.txt", "w") as f:
+        for row, (name, image_id) in enumerate(ids.items(), start=1):
+            _write(root / "images", f"{image_id}.jpg", CASES[name][0])
+            f.write(f"{row} {image_id} 0 1 2 3 4 5 4 3 2 1 1 0 101\n")
+    (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text("".join(f"{ids[n]}\n" for n in test))
+    return ids
+
+
+def test_lenient_accepts_what_libjpeg_only_warns_about():
+    data = CASES["premature_end_jpeg"][0]
+    assert image_io.inspect_bytes(data).reason == "truncated_image"
+    assert "premature end" in image_io.inspect_bytes(data).detail
+    assert image_io.inspect_bytes(data, lenient=True).ok
+    with pytest.raises(image_io.ImageError, match="truncated_image") as e:
+        image_io.read_image(data)
+    assert e.value.reason == "truncated_image"
+    assert image_io.read_image(data, lenient=True).shape == (H, W, 3)
+
+
+def test_predict_and_evaluate_see_the_pixels_a_build_stores(tmp_path):
+    """One hostile folder, three consumers: the AVA build (skip report + stored pixels), `evaluate`
+    on that build, and `predict` on the raw files. A model trained here sees the same pixels at
+    prediction time as in training: predict's scores equal evaluate's for every image the build
+    kept (CMYK, 16-bit, alpha, EXIF-rotated and PNG files included), and predict refuses exactly
+    the files the build skipped, with the same reasons."""
+    import jax
+    import jax.numpy as jnp
+
+    from aesthetics_jax import models, predict
+    from aesthetics_jax.evaluate.commands import evaluate_model
+    from aesthetics_jax.export import bundle as bundle_lib
+
+    good = [n for n in CASES if not isinstance(CASES[n][1], str) and n != "plain_rgb_jpeg"]  # plain: the train split
+    ids = _ava_with_hostile_images(tmp_path / "raw", test=good)
+    model_config = dict(name="mobilenet", width=0.25, num_blocks=2, dropout=0.0, heads={"emd": {"type": "emd"}})
+    model = models.create(**model_config)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8))
+    variables = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape), variables)
+    data = dict(name="ava", manual_dir=str(tmp_path / "raw"), data_dir=str(tmp_path / "tfds"), val_fraction=0.0,
+                split_seed=0, image_size=32, resize_size=36, num_threads=1)
+    bundle = str(tmp_path / "tiny.bundle")
+    bundle_lib.write(bundle, model_config=model_config, variables=variables, image_size=32, resize_size=36,
+                     config={"model": model_config, "data": data, "eval_batch_size": 8})
+    evaluate_model(bundle, split="test", out=str(tmp_path / "eval"))
+    with open(tmp_path / "eval" / "test_predictions.csv") as f:
+        evaluated = {int(row["id"]): float(row["emd_pred_mean"]) for row in csv.DictReader(f)}
+    assert set(evaluated) == {ids[n] for n in good}
+    builder = ava.build_ava(tmp_path / "raw", tmp_path / "tfds", val_fraction=0.0)
+    skipped = {int(r["id"]): r["reason"] for r in base.skipped_report(builder)}
+
+    results = predict.predict(str(tmp_path / "raw" / "images"), bundle, batch_size=4)
+    by_id = {int(os.path.basename(r["image"]).split(".")[0]): r for r in results}
+    for name, image_id in ids.items():
+        item = by_id.get(image_id)
+        if name == "missing":
+            assert item is None and skipped[image_id] == "missing_image"
+        elif image_id in skipped:
+            assert item["error"].startswith(skipped[image_id] + ":"), (name, item, skipped[image_id])
+        else:
+            assert "error" not in item, (name, item)
+            if name != "plain_rgb_jpeg":
+                assert item["mean_score_prediction"] == pytest.approx(evaluated[image_id], abs=1e-5), name
+    assert np.ptp(list(evaluated.values())) > 1e-3  # the model tells the images apart
+
+
 @pytest.mark.parametrize("dataset", ["eva", "ava"])
 def test_build_report_and_counts(dataset, tmp_path):
     """A whole build over every hostile file: nothing crashes, each bad one is in skipped.csv with its
@@ -196,16 +271,8 @@ def test_build_report_and_counts(dataset, tmp_path):
         ids = _eva_with_hostile_images(str(tmp_path / "raw"))
         builder = eva.build_eva(tmp_path / "raw", tmp_path / "tfds", val_fraction=0.0, test_fraction=0.0)
     else:
-        root = tmp_path / "raw"
-        os.makedirs(root / "images")
-        os.makedirs(root / "aesthetics_image_lists")
-        ids = {name: 100 + k for k, name in enumerate(sorted(CASES))}
-        with open(root / "AVA.txt", "w") as f:
-            for row, (name, image_id) in enumerate(ids.items(), start=1):
-                _write(root / "images", f"{image_id}.jpg", CASES[name][0])
-                f.write(f"{row} {image_id} 0 1 2 3 4 5 4 3 2 1 1 0 101\n")
-        (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text(f"{ids['plain_rgb_jpeg']}\n")
-        builder = ava.build_ava(root, tmp_path / "tfds")
+        ids = _ava_with_hostile_images(tmp_path / "raw", test=["plain_rgb_jpeg"])
+        builder = ava.build_ava(tmp_path / "raw", tmp_path / "tfds")
     report = {int(r["id"]): r for r in base.skipped_report(builder)}
     expected_skips = {ids[n]: CASES[n][1] for n in CASES if isinstance(CASES[n][1], str)}
     assert {i: r["reason"] for i, r in report.items()} == expected_skips

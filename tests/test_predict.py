@@ -1,8 +1,9 @@
 """`aesthetics_jax.predict` and `aesthetics-jax predict` on a folder of good and bad images.
 
 The bundle holds a tiny MobileNet with an emd and an attributes head and random weights. The
-reference for every good image is computed independently: PIL decodes the file (PNGs already at
-resize_size, so the resize is the identity), numpy takes the centre crop, `model.apply` scores it.
+reference for every good image is computed independently: PIL decodes the file (plain JPEGs, which
+a build stores byte for byte; three already at resize_size, so the resize is the identity), numpy
+takes the centre crop, `model.apply` scores it.
 """
 
 import csv
@@ -28,8 +29,8 @@ MODEL_CONFIG = dict(
     name="mobilenet", width=0.25, num_blocks=3, dropout=0.2, dtype="float32",
     heads={"emd": {"type": "emd", "num_bins": 10}, "attributes": {"type": "attributes", "names": ["light", "color"], "hidden": 4}},
 )
-GOOD = ("a.png", "b.png", "c.png", "d.jpg")
-BAD = {"empty.jpg": "empty", "corrupt.jpg": "cannot decode", "text.jpg": "cannot decode"}
+GOOD = ("a.jpg", "b.jpg", "c.jpg", "d.jpg")
+BAD = {"empty.jpg": "empty_image", "corrupt.jpg": "truncated_image", "text.jpg": "not_jpeg"}  # image_io skip reasons
 
 
 def _model():
@@ -51,7 +52,7 @@ def setup(tmp_path_factory):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in GOOD[:3]:
-        Image.fromarray(rng.integers(0, 256, (RESIZE_SIZE, RESIZE_SIZE, 3), dtype=np.uint8)).save(folder / name)
+        Image.fromarray(rng.integers(0, 256, (RESIZE_SIZE, RESIZE_SIZE, 3), dtype=np.uint8)).save(folder / name, quality=95)
     Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(folder / "d.jpg", quality=90)
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
@@ -84,7 +85,7 @@ def test_python_api_scores_good_and_reports_bad(setup):
     by_name = {os.path.basename(r["image"]): r for r in results}
     for name, reason in BAD.items():
         assert set(by_name[name]) == {"image", "error"} and reason in by_name[name]["error"], by_name[name]
-    assert by_name["missing.jpg"]["error"] == "file not found"
+    assert by_name["missing.jpg"]["error"] == "missing_image: file not found"
     for name in GOOD:
         item = by_name[name]
         assert "error" not in item

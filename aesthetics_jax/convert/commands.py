@@ -1,11 +1,28 @@
-"""`aesthetics-jax convert`: a Keras / torchvision / CLIP weight file -> an Orbax checkpoint.
+"""`aesthetics-jax convert`: a Keras / torchvision / CLIP weight file -> a model bundle or a checkpoint.
 
     aesthetics-jax convert --from keras weights_mobilenet_aesthetic_0.07.hdf5 --arch nima_mobilenet --out nima_idealo
+    aesthetics-jax predict photos/ --model nima_idealo          # usable at once: OUT is a bundle
     aesthetics-jax convert --from keras inception_v3.weights.h5 --arch inception --out incv3
     aesthetics-jax convert --from torchvision inception_v3.pth --arch inception --out incv3_tv
     aesthetics-jax convert --from hf-clip clip/model.safetensors --arch clip --out clip_b16
 
-Output directory `OUT`:
+A model with heads (`--arch nima_mobilenet`, or any arch with `--option heads=...`) is written as a
+**verified model bundle** (`export/bundle.py`: safetensors params, model.json with the input
+transform, manifest with sha256s; provenance.json records the source file's format, path, sha256 and
+size and the conversion report). Every consumer takes it as it is: `predict`, `export`,
+`evaluate`, `bundle pack` (archives it), `models add` (registers it), and training's
+`--config.init_from.workdir OUT`. Its input transform reproduces the original inference
+preprocessing of the source (`--transform` overrides it):
+
+    keras         keras_load_img: Keras `load_img(target_size=(S, S))`, Pillow NEAREST squash
+                  (idealo's NIMA predict and evaluate; the Keras applications' documented usage)
+    torchvision   torchvision: Resize(342) + CenterCrop(299) for InceptionV3 (IMAGENET1K_V1),
+                  Resize(256) + CenterCrop(224) for MobileNetV2 IMAGENET1K_V1 (V2 weights:
+                  `--transform torchvision:resize_size=232`)
+
+A backbone-only conversion (bare `mobilenet`, `mobilenet_v2`, `inception`, `clip`) has nothing to
+score with; it is written as a checkpoint for training heads on, and the command prints the next
+step. Backbone-only output directory `OUT`:
   OUT/checkpoints/0/state   Orbax (StandardSave) pytree `{'params', 'batch_stats'}`, the layout
                             `train.checkpointing.restore_params(OUT/checkpoints)` reads, so the
                             result initialises a training run with `--config.init_from.workdir OUT`
@@ -20,7 +37,8 @@ Output directory `OUT`:
                             StandardSave pytree, for zero-shot scoring; `convert.json['clip_config']`.
 
 `--arch`: a preset of `ARCHS` (an idealo-style NIMA model with its head, or a bare backbone whose
-checkpoint holds only `backbone/...`). `--option key=value` adds/overrides backbone kwargs (values
+checkpoint holds only `backbone/...`). `--transform NAME[:key=value,...]` sets the bundle's input
+transform (`data.preprocessing.TRANSFORMS`). `--option key=value` adds/overrides backbone kwargs (values
 parsed as JSON where possible: `--option width=0.5`). `--dont-load REGEX` keeps matching leaves at
 their initial value (e.g. re-initialise a head), `--ignore REGEX` drops matching source layers /
 tensors.
@@ -53,6 +71,31 @@ ARCHS: dict[str, dict[str, Any]] = {
                  sources=("openai-clip", "open-clip", "hf-clip"), doc="CLIP image tower (+ full CLIP in OUT/clip)"),
 }
 SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip")
+# torchvision's documented eval resize per arch (the weights' `transforms()`: ImageClassification).
+TORCHVISION_RESIZE = {"inception": 342, "mobilenet_v2": 256, "mobilenet": 256}
+
+
+def default_transform(source: str, arch: str, image_size: int) -> dict | None:
+    """The original inference transform of weights from ``source`` (None: none is documented)."""
+    if source == "keras":
+        return {"name": "keras_load_img", "image_size": image_size}
+    if source == "torchvision":
+        return {"name": "torchvision", "resize_size": TORCHVISION_RESIZE[arch], "image_size": image_size}
+    return None
+
+
+def parse_transform(text: str, image_size: int) -> dict:
+    """``NAME[:key=value,...]`` -> a transform spec (``image_size`` defaults to the model's)."""
+    from aesthetics_jax.data import preprocessing
+
+    name, _, rest = text.partition(":")
+    fields = {"image_size": image_size}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--transform {text!r}: {item!r} is not key=value")
+        fields[key.strip()] = int(value)
+    return preprocessing.transform_spec(name, **fields)
 
 
 def _parse_value(text: str):
@@ -157,11 +200,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore", action="append", default=[], metavar="REGEX",
                    help="source layers / tensors to drop")
     p.add_argument("--init-size", type=int, default=75, help="image size used to initialise the model")
+    p.add_argument("--onnx", action="store_true",
+                   help="models with heads: also store model.onnx in the bundle (needs the [export] extra)")
+    p.add_argument("--transform", default=None, metavar="NAME[:key=value,...]",
+                   help="input transform of the bundle (default: the source's documented inference transform)")
     return p
+
+
+def _bundle_data_config(image_size: int, transform: dict) -> dict:
+    """The `config.data` of a converted bundle: AVA with the official split and no validation
+    carve-out, so that `aesthetics-jax evaluate BUNDLE --manual_dir /data/AVA` scores the official
+    test split (generic_test.jpgl) with the bundle's transform."""
+    data_dir = os.environ.get("AESTHETICS_JAX_DATA", "~/aesthetics_jax_data")  # as configs/common.py
+    return {"name": "ava", "manual_dir": "", "data_dir": data_dir, "train_split": "train", "val_fraction": 0.0,
+            "split_seed": 0, "num_threads": 4, "num_workers": 0, "image_size": image_size,
+            "resize_size": transform.get("resize_size", image_size), "eval_transform": transform}
+
+
+def _write_bundle(args, model_json: dict, image_size: int, transform: dict, params, batch_stats, source: dict,
+                  conversion: dict) -> None:
+    """Writes OUT as a verified model bundle (the output of a conversion with heads)."""
+    if os.path.isdir(args.out):
+        os.rmdir(args.out)  # empty (checked by main)
+    model_config = {**model_json, "dtype": "float32"}
+    provenance = {"source": source, "conversion": conversion, "arch": args.arch,
+                  "command": "aesthetics-jax convert " + " ".join(args.argv)}
+    bundle.write(args.out, model_config=model_config, variables={"params": params, "batch_stats": batch_stats},
+                 image_size=image_size, resize_size=transform.get("resize_size"), transform=transform,
+                 config={"model": model_config, "data": _bundle_data_config(image_size, transform), "eval_batch_size": 32},
+                 metrics={"note": f"converted from {os.path.basename(source['path'])}; no metrics were measured here"},
+                 provenance=provenance, onnx=args.onnx)
+    bundle.load(args.out)  # verify what was written: every sha256, and the variables read back
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(argv)
     arch = ARCHS[args.arch]
     if args.source not in arch["sources"]:
         print(f"aesthetics-jax convert: --arch {args.arch} cannot come from --from {args.source} "
@@ -188,6 +262,10 @@ def main(argv: list[str]) -> int:
 
     model_cfg.setdefault("preprocess", models.default_preprocess(model_cfg["name"]))
     with_heads = "heads" in arch["model"] or "heads" in model_cfg
+    if with_heads and args.source not in ("keras", "torchvision"):
+        print(f"aesthetics-jax convert: a {args.source} file holds no aesthetic heads; convert the CLIP "
+              "backbone alone (no heads option) and train heads on it", file=sys.stderr)
+        return 2
     try:
         if args.source in ("keras", "torchvision"):
             params, batch_stats, fmt, report, extra = _convert_cnn(args, model_cfg, with_heads)
@@ -196,44 +274,63 @@ def main(argv: list[str]) -> int:
     except (ValueError, KeyError, OSError) as e:  # a file that does not fit the arch: say why, no traceback
         print(f"aesthetics-jax convert: {args.src} -> --arch {args.arch} failed:\n{e}", file=sys.stderr)
         return 1
+    image_size = model_cfg.pop("_image_size", arch["image_size"])
+    try:
+        transform = (parse_transform(args.transform, image_size) if args.transform
+                     else default_transform(args.source, args.arch, image_size))
+    except ValueError as e:
+        print(f"aesthetics-jax convert: {e}", file=sys.stderr)
+        return 2
+    model_json = dict(model_cfg)
+    if not with_heads:
+        model_json.pop("heads", None)
+    source = {
+        "from": args.source,
+        "format": fmt,
+        "path": os.path.abspath(args.src),
+        "sha256": bundle.sha256_file(args.src),
+        "size_bytes": os.path.getsize(args.src),
+    }
+    conversion = {
+        "ignored": [list(x) for x in report["ignored"]],
+        "kept_init": report["kept_init"],
+        "dont_load": args.dont_load,
+        "ignore": args.ignore,
+    }
+    if with_heads:
+        _write_bundle(args, model_json, image_size, transform, params, batch_stats, source, conversion)
+        print(f"converted {args.src} ({fmt}, arch {args.arch}) -> model bundle {args.out} (verified; input "
+              f"transform {transform['name']})\nuse it: aesthetics-jax predict PHOTOS --model {args.out}   |   "
+              f"aesthetics-jax models add {args.out} --name NAME")
+        return 0
     ckpt_dir = write_checkpoint(args.out, params, batch_stats)
     if "clip_params" in extra:
         import orbax.checkpoint as ocp
 
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(os.path.join(os.path.abspath(args.out), "clip"), extra.pop("clip_params"))
-    image_size = model_cfg.pop("_image_size", arch["image_size"])
-    model_json = dict(model_cfg)
-    if not with_heads:
-        model_json.pop("heads", None)
-    dont_load_hint = [] if with_heads else ["^<head>/ for each head of the new model, e.g. ^emd/"]
+    out = os.path.abspath(args.out)
+    next_steps = (f"train heads on it: python launch.py --config CONFIG --config.init_from.workdir {out} "
+                  "--config.init_from.dont_load='[\"^emd/\"]' (one pattern per head of the new model), "
+                  f"with the model fields of {os.path.join(out, 'convert.json')}['model']")
     meta = {
         "format_version": 1,
         "arch": args.arch,
         "model": model_json,
-        "backbone_only": not with_heads,
+        "backbone_only": True,
         "image_size": image_size,
         "preprocess": model_cfg.get("preprocess"),
-        "source": {
-            "from": args.source,
-            "format": fmt,
-            "path": os.path.abspath(args.src),
-            "sha256": bundle.sha256_file(args.src),
-            "size_bytes": os.path.getsize(args.src),
-        },
-        "conversion": {
-            "ignored": [list(x) for x in report["ignored"]],
-            "kept_init": report["kept_init"],
-            "dont_load": args.dont_load,
-            "ignore": args.ignore,
-        },
-        "checkpoint": os.path.relpath(ckpt_dir, os.path.abspath(args.out)),
-        "init_from": {"workdir": os.path.abspath(args.out), "dont_load": dont_load_hint},
+        "transform": transform,
+        "source": source,
+        "conversion": conversion,
+        "checkpoint": os.path.relpath(ckpt_dir, out),
+        "init_from": {"workdir": out, "dont_load": ["^<head>/ for each head of the new model, e.g. ^emd/"]},
+        "next_steps": next_steps,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
     with open(os.path.join(args.out, "convert.json"), "w") as f:
         json.dump(meta, f, indent=2)
-    print(f"converted {args.src} ({fmt}) -> {ckpt_dir} (arch {args.arch}); metadata in "
-          f"{os.path.join(args.out, 'convert.json')}")
+    print(f"converted {args.src} ({fmt}) -> {ckpt_dir} (arch {args.arch}, backbone only: no heads to score "
+          f"with); metadata in {os.path.join(args.out, 'convert.json')}\nnext: {next_steps}")
     return 0

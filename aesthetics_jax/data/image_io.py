@@ -13,17 +13,32 @@ TensorFlow's decode_jpeg) turns into the right upright RGB pixels. Two calls per
 
 `load_rgb(data)` decodes any supported bytes to upright uint8 [H, W, 3] RGB (what storage encodes).
 
+Every consumer of image files outside the builders (`predict`, `evaluate`, map producers,
+explanations, critiques) reads them with `read_image(path_or_bytes, ...)`: the same checks, then
+upright RGB pixels -- `as_stored=True` returns exactly the pixels a build stores for that file
+(`storage_bytes` decoded by the training pipeline's `decode_jpeg`), so a model trained here sees
+the same pixels at prediction time as in training, hostile files included. Failures raise
+`ImageError` (a ValueError) whose `reason` is one of the skip reasons below.
+
 Skip reasons (the detail string says more):
 
     missing_image       the file does not exist or cannot be read
     empty_image         zero bytes
     not_jpeg            neither a JPEG start-of-image marker nor another known image format
                         (an HTML error page saved as .jpg, random bytes)
-    truncated_image     JPEG without an end-of-image marker after its last scan (cut-off download)
+    truncated_image     JPEG without an end-of-image marker after its last scan (cut-off download),
+                        or whose entropy-coded data ends early (libjpeg's "premature end of data
+                        segment", which libjpeg itself only warns about and fills with grey)
     decompression_bomb  the header declares more than `max_pixels` pixels (default 89,478,485,
                         PIL's own limit); refused from the header alone, before any pixel buffer
                         is allocated
-    undecodable_image   the header or the pixel data cannot be decoded
+    undecodable_image   the header or the pixel data cannot be decoded, or libjpeg reports any other
+                        corruption of a JPEG's data (a warning it would otherwise recover from)
+
+Strictness: every JPEG is entropy-decoded once at 1/8 scale by libjpeg-turbo (simplejpeg) with
+warnings raised as errors, so a file whose pixels libjpeg would silently patch is refused, not
+trained on or scored. `lenient=True` (every function below) accepts such files as OpenCV decodes
+them (the warning goes to stderr) and only refuses what cannot be decoded at all.
 
 Conversions (action 'reencode:<why>'; stored as JPEG, quality `REENCODE_QUALITY` = 95, 4:2:0):
 
@@ -53,8 +68,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["Inspection", "inspect_bytes", "inspect_file", "inspect_files", "storage_bytes", "load_rgb", "encode_jpeg",
-           "DEFAULT_MAX_PIXELS", "REENCODE_QUALITY", "SKIP_REASONS"]
+__all__ = ["Inspection", "ImageError", "inspect_bytes", "inspect_file", "inspect_files", "storage_bytes", "stored_bytes",
+           "read_image", "load_rgb", "encode_jpeg", "DEFAULT_MAX_PIXELS", "REENCODE_QUALITY", "SKIP_REASONS"]
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS (~ 0.25 GiB of RGBA)
 REENCODE_QUALITY = 95
@@ -66,6 +81,14 @@ _OTHER_FORMATS = (  # magic bytes of formats PIL decodes and we convert
     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
 )
 _EXIF_ORIENTATION = 0x0112
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: `reason` (one of SKIP_REASONS) and `detail`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +164,22 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _strict_jpeg_error(data: bytes, mode: str) -> Inspection | None:
+    """Entropy-decodes a JPEG at 1/8 scale with libjpeg warnings as errors; the skip, or None."""
+    import simplejpeg  # pylint: disable=g-import-not-at-top
+
+    try:  # libjpeg converts YCbCr / grey to grey and CMYK / YCCK to CMYK; every block is decoded
+        simplejpeg.decode_jpeg(data, colorspace="CMYK" if mode in ("CMYK", "YCCK") else "GRAY", min_factor=8,
+                               strict=True)
+    except ValueError as e:
+        message = str(e)
+        reason = "truncated_image" if "premature end" in message.lower() else "undecodable_image"
+        return Inspection(reason, f"{len(data)} bytes, libjpeg: {message} (lenient=True accepts it)")
+    return None
+
+
 def inspect_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  resize_shorter: int | None = None) -> Inspection:
+                  resize_shorter: int | None = None, lenient: bool = False) -> Inspection:
     """Checks encoded bytes without decoding full-size pixels (see the module docstring)."""
     if not data:
         return Inspection("empty_image", "0 bytes")
@@ -173,6 +210,10 @@ def inspect_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     if width <= 0 or height <= 0:
         return Inspection("undecodable_image", f"{width}x{height} pixels declared")
 
+    if fmt == "JPEG" and not lenient:
+        failed = _strict_jpeg_error(data, mode)
+        if failed is not None:
+            return dataclasses.replace(failed, width=width, height=height)
     if fmt != "JPEG":
         why = "not_jpeg_format"
     elif mode in ("CMYK", "YCCK"):
@@ -186,8 +227,9 @@ def inspect_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     else:
         why = None
     if why is None:
-        # A cheap decodability check: libjpeg still entropy-decodes every block at 1/8 scale.
-        if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+        # Lenient: a cheap decodability check (libjpeg still entropy-decodes every block at 1/8
+        # scale); strict mode has done so above already.
+        if lenient and cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             return Inspection("undecodable_image", f"{len(data)} bytes, OpenCV cannot decode", width=width, height=height)
         return Inspection(None, f"{fmt} {mode}", "keep", width, height)
     try:  # converted images are fully decoded now, so a failure is a skip, not a crash later
@@ -197,17 +239,25 @@ def inspect_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     return Inspection(None, f"{fmt} {mode}", f"reencode:{why}", rgb.shape[1], rgb.shape[0])
 
 
-def inspect_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 resize_shorter: int | None = None) -> Inspection:
-    """`inspect_bytes` of the file's contents; a missing or unreadable file is `missing_image`."""
+def _read_file(path) -> bytes | Inspection:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
-        return Inspection("missing_image", "")
+        return Inspection("missing_image", "file not found")
+    except IsADirectoryError:
+        return Inspection("missing_image", "is a directory")
     except OSError as e:
         return Inspection("missing_image", f"unreadable: {e}")
-    return inspect_bytes(data, max_pixels=max_pixels, resize_shorter=resize_shorter)
+
+
+def inspect_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 resize_shorter: int | None = None, lenient: bool = False) -> Inspection:
+    """`inspect_bytes` of the file's contents; a missing or unreadable file is `missing_image`."""
+    data = _read_file(path)
+    if isinstance(data, Inspection):
+        return data
+    return inspect_bytes(data, max_pixels=max_pixels, resize_shorter=resize_shorter, lenient=lenient)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -301,6 +351,14 @@ def storage_bytes(path: str | os.PathLike, inspection: Inspection, *, resize_sho
         raise ValueError(f"{path}: not storable ({inspection.reason}: {inspection.detail})")
     with open(path, "rb") as f:
         data = f.read()
+    return stored_bytes(data, inspection, resize_shorter=resize_shorter, max_pixels=max_pixels)
+
+
+def stored_bytes(data: bytes, inspection: Inspection, *, resize_shorter: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """`storage_bytes` of encoded bytes that `inspect_bytes` accepted (same `resize_shorter`)."""
+    if not inspection.ok:
+        raise ValueError(f"not storable ({inspection.reason}: {inspection.detail})")
     if inspection.action == "keep":
         return data
     if inspection.action == "reencode:resize" and data.startswith(b"\xff\xd8"):
@@ -311,6 +369,37 @@ def storage_bytes(path: str | os.PathLike, inspection: Inspection, *, resize_sho
     if target is not None:
         rgb = cv2.resize(rgb, target, interpolation=cv2.INTER_AREA)
     return encode_jpeg(rgb)
+
+
+def read_image(source: str | os.PathLike | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, lenient: bool = False,
+               as_stored: bool = False, resize_shorter: int | None = None) -> np.ndarray:
+    """Upright uint8 [H, W, 3] RGB of an image file (path) or encoded bytes, after the builders' checks.
+
+    Raises `ImageError` (reason, detail) for anything a build would skip. `as_stored=True` gives
+    exactly the pixels a build stores (`stored_bytes`, with the build's `resize_shorter`, decoded
+    by `preprocessing.decode_jpeg` as the training pipeline decodes them): hostile files repaired
+    the same way and re-encoded the same way. Otherwise the repaired pixels themselves (no JPEG
+    re-encode): a plain JPEG is decoded by OpenCV, anything else by `load_rgb`.
+    """
+    from aesthetics_jax.data import preprocessing  # pylint: disable=g-import-not-at-top
+
+    data = source if isinstance(source, (bytes, bytearray, memoryview)) else _read_file(source)
+    if isinstance(data, Inspection):
+        raise ImageError(data.reason, data.detail)
+    data = bytes(data)
+    inspection = inspect_bytes(data, max_pixels=max_pixels, lenient=lenient,
+                               resize_shorter=resize_shorter if as_stored else None)
+    if not inspection.ok:
+        raise ImageError(inspection.reason, inspection.detail)
+    try:
+        if as_stored:
+            return preprocessing.decode_jpeg(stored_bytes(data, inspection, resize_shorter=resize_shorter,
+                                                          max_pixels=max_pixels))
+        if inspection.action == "keep":
+            return preprocessing.decode_jpeg(data)
+        return load_rgb(data, max_pixels=max_pixels)
+    except ValueError as e:
+        raise ImageError("undecodable_image", str(e)) from None
 
 
 def _decode_reduced(data: bytes, width: int, height: int, resize_shorter: int | None) -> np.ndarray:
@@ -334,6 +423,7 @@ def _decode_reduced(data: bytes, width: int, height: int, resize_shorter: int | 
 # -- many files: threads, progress, a resumable cache ------------------------------------------------
 
 CACHE_PREFIX = "inspect_cache"
+_CHECKS_VERSION = 2  # bumped when the checks change, so cached verdicts of older checks are redone
 
 
 def _cache_key(path: str) -> str | None:
@@ -364,14 +454,14 @@ def _read_caches(cache_dir: str | None) -> dict[str, dict]:
 
 def inspect_files(paths, *, max_pixels: int = DEFAULT_MAX_PIXELS, resize_shorter: int | None = None,
                   cache_dir: str | None = None, cache_name: str = CACHE_PREFIX, progress: str | None = None,
-                  num_threads: int | None = None) -> list[Inspection]:
+                  num_threads: int | None = None, lenient: bool = False) -> list[Inspection]:
     """`inspect_file` of every path, in a thread pool (libjpeg and file reads drop the GIL).
 
     With `cache_dir`, results are appended to `<cache_dir>/<cache_name>.jsonl` as they come and
     every `inspect_cache*.jsonl` there is read first: an interrupted run resumes where it stopped,
     and several processes (each with its own `cache_name` and a slice of the paths) can share the
     work. An entry is reused only while the file's size and mtime are unchanged and it was made
-    with the same max_pixels / resize_shorter. `progress` (a label) prints a line every ~2 %.
+    with the same max_pixels / resize_shorter / lenient and the same checks version. `progress` (a label) prints a line every ~2 %.
     """
     import concurrent.futures  # pylint: disable=g-import-not-at-top
     import json  # pylint: disable=g-import-not-at-top
@@ -379,7 +469,7 @@ def inspect_files(paths, *, max_pixels: int = DEFAULT_MAX_PIXELS, resize_shorter
     import time  # pylint: disable=g-import-not-at-top
 
     paths = [os.fspath(p) for p in paths]
-    settings = f"{max_pixels}:{resize_shorter or 0}"
+    settings = f"{max_pixels}:{resize_shorter or 0}:{'lenient' if lenient else 'strict'}:{_CHECKS_VERSION}"
     cached = _read_caches(cache_dir)
     results: list[Inspection | None] = [None] * len(paths)
     todo = []
@@ -398,7 +488,7 @@ def inspect_files(paths, *, max_pixels: int = DEFAULT_MAX_PIXELS, resize_shorter
         print(f"[{progress}] checked 0/0 images ({len(paths)} cached)", file=sys.stderr, flush=True)
 
     def work(k):
-        return k, inspect_file(paths[k], max_pixels=max_pixels, resize_shorter=resize_shorter)
+        return k, inspect_file(paths[k], max_pixels=max_pixels, resize_shorter=resize_shorter, lenient=lenient)
 
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads or 2 * (os.cpu_count() or 1)) as pool:

@@ -105,14 +105,18 @@ def _labels(record: Mapping[str, Any], keys: Sequence[str]) -> dict[str, np.ndar
 
 
 class _EvalLoad(grain.transforms.Map):
-    """Record -> element: decode, resize, centre crop."""
+    """Record -> element: decode, resize, centre crop (or the inference `transform` spec)."""
 
-    def __init__(self, image_size: int, resize_size: int, keys: Sequence[str]):
+    def __init__(self, image_size: int, resize_size: int, keys: Sequence[str], transform: Mapping | None = None):
         self._image_size, self._resize_size, self._keys = image_size, resize_size, tuple(keys)
+        self._transform = dict(transform) if transform else None
 
     def map(self, record):
-        image = preprocessing.eval_transform(preprocessing.decode_jpeg(record["image"]),
-                                             resize_size=self._resize_size, image_size=self._image_size)
+        pixels = preprocessing.decode_jpeg(record["image"])
+        if self._transform is not None:
+            image = preprocessing.apply_transform(pixels, self._transform)
+        else:
+            image = preprocessing.eval_transform(pixels, resize_size=self._resize_size, image_size=self._image_size)
         return {"image": image, **_labels(record, self._keys), "mask": np.bool_(True)}
 
 
@@ -166,6 +170,7 @@ def make_dataset(
     keys: Sequence[str] = DEFAULT_KEYS,
     opencv_threads: int | None = 1,
     num_workers: int = 0,
+    eval_transform: Mapping | None = None,
 ) -> grain.IterDataset:
     """The batched grain IterDataset (see the module docstring); `iter()` it, or use `make_iterator`.
 
@@ -187,6 +192,8 @@ def make_dataset(
       opencv_threads: OpenCV's own thread count (1: parallelism comes from grain's threads).
       num_workers: > 0 builds batches in that many worker processes (grain `mp_prefetch`);
         the source must then be picklable (TFDS array_record sources are). 0 = threads only.
+      eval_transform: eval only; an inference transform spec (`preprocessing.apply_transform`,
+        e.g. a converted model's `keras_load_img`) replacing resize + centre crop.
     """
     if opencv_threads is not None:
         cv2.setNumThreads(int(opencv_threads))
@@ -205,12 +212,12 @@ def make_dataset(
         ds = ds.seed(seed).shuffle().repeat(num_epochs)
         ds = ds.random_map(_TrainLoad(image_size, resize_size, keys))
     else:
-        ds = ds.map(_EvalLoad(image_size, resize_size, keys))
+        ds = ds.map(_EvalLoad(image_size, resize_size, keys, eval_transform))
         if pad_remainder:
             per_shard = math.ceil(len(source) / shard_count)
             target = math.ceil(per_shard / batch_size) * batch_size
             if target > len(ds):
-                template = _EvalLoad(image_size, resize_size, keys).map(source[0])
+                template = _EvalLoad(image_size, resize_size, keys, eval_transform).map(source[0])
                 ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source(_Padding(target - len(ds), template))])
         if num_epochs not in (None, 1):
             ds = ds.repeat(num_epochs)

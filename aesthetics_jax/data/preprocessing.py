@@ -16,6 +16,28 @@
 
 No normalisation happens here: batches stay uint8 and are normalised on device by the model's
 input layer, so host memory and host-to-device traffic stay 4x smaller.
+
+Inference transforms (`apply_transform(rgb, spec)`): a model bundle records how its images must be
+prepared as a spec dict `{"name": ..., **fields}` (`transform_spec` validates one), so that
+`predict` reproduces the preprocessing the weights were trained with:
+
+    resize_center_crop  {resize_size, image_size, resize_shorter}: this project's training-time
+                        evaluation transform (`eval_transform`) on the pixels a build stores
+                        (`image_io.read_image(..., as_stored=True, resize_shorter=...)`).
+    keras_load_img      {image_size}: Keras' `load_img(path, target_size=(S, S))` -- a squashing
+                        resize with Pillow's NEAREST filter, aspect ratio not kept. idealo's NIMA
+                        (`utils.load_image` -> `load_img`) and the Keras applications' documented
+                        ImageNet usage (MobileNet, MobileNetV2, InceptionV3) use exactly this.
+    torchvision         {resize_size, image_size}: torchvision's weights transforms
+                        (`ImageClassification`): `Resize(resize_size)` of the shorter side with
+                        Pillow's BILINEAR (antialiased) filter, the longer side
+                        `int(resize_size * long / short)`, then `CenterCrop(image_size)` with the
+                        offset `int(round((side - image_size) / 2))`.
+
+All three start from the same checked, upright RGB pixels (`image_io.read_image`: EXIF orientation
+applied, alpha over white, 16-bit scaled, CMYK converted), so a hostile file is repaired the same
+way whatever the transform; for plain RGB / greyscale JPEGs (what the published pipelines were fed)
+OpenCV's decode equals Pillow's, which Keras and torchvision use.
 """
 
 from __future__ import annotations
@@ -23,7 +45,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["decode_jpeg", "resize", "crop", "train_transform", "eval_transform"]
+__all__ = ["decode_jpeg", "resize", "crop", "train_transform", "eval_transform", "TRANSFORMS", "transform_spec",
+           "apply_transform", "describe_transform"]
 
 _DECODE_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 
@@ -73,3 +96,84 @@ def eval_transform(image: np.ndarray, *, resize_size: int, image_size: int) -> n
     image = resize(image, resize_size)
     offset = (resize_size - image_size) // 2
     return np.ascontiguousarray(crop(image, offset, offset, image_size))
+
+
+# ----------------------------------------------------------------------------- inference transforms
+
+# name -> (required integer fields, optional fields with defaults)
+TRANSFORMS = {
+    "resize_center_crop": (("resize_size", "image_size"), {"resize_shorter": 0}),
+    "keras_load_img": (("image_size",), {}),
+    "torchvision": (("resize_size", "image_size"), {}),
+}
+
+
+def transform_spec(name: str, **fields) -> dict:
+    """A validated transform spec ``{"name": name, **fields}`` (see the module docstring)."""
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+    required, optional = TRANSFORMS[name]
+    missing = [k for k in required if fields.get(k) is None]
+    unknown = sorted(set(fields) - set(required) - set(optional))
+    if missing or unknown:
+        raise ValueError(f"transform {name!r} needs fields {list(required)} (optional {list(optional)}); "
+                         f"missing {missing}, unknown {unknown}")
+    spec = {"name": name, **optional, **{k: v for k, v in fields.items() if v is not None}}
+    for key, value in spec.items():
+        if key != "name" and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"transform {name!r}: {key} must be a non-negative integer, got {value!r}")
+        if key != "name":
+            spec[key] = int(value)
+    if name == "resize_center_crop":
+        _check_sizes(spec["resize_size"], spec["image_size"])
+    if spec["image_size"] < 1:
+        raise ValueError(f"transform {name!r}: image_size must be >= 1")
+    return spec
+
+
+def describe_transform(spec: dict) -> str:
+    """One line saying what ``spec`` does (stored beside the spec in bundles and ONNX metadata)."""
+    name = spec["name"]
+    if name == "resize_center_crop":
+        stored = f"stored shorter side <= {spec['resize_shorter']} (INTER_AREA), " if spec.get("resize_shorter") else ""
+        return (f"{stored}square resize to {spec['resize_size']} (INTER_AREA when a side shrinks more than 2x, else "
+                f"INTER_LINEAR), centre crop {spec['image_size']} (data.preprocessing.eval_transform)")
+    if name == "keras_load_img":
+        return (f"keras load_img(target_size=({spec['image_size']}, {spec['image_size']})): squashing resize, "
+                "Pillow NEAREST, aspect ratio not kept")
+    if name == "torchvision":
+        return (f"torchvision Resize({spec['resize_size']}) of the shorter side, Pillow BILINEAR (antialiased), "
+                f"CenterCrop({spec['image_size']})")
+    raise ValueError(f"unknown transform {name!r}")
+
+
+def _pil_resize(image: np.ndarray, width: int, height: int, resample) -> np.ndarray:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    return np.asarray(Image.fromarray(image).resize((width, height), resample))
+
+
+def apply_transform(image: np.ndarray, spec: dict) -> np.ndarray:
+    """uint8 [S, S, 3] model input from uint8 [H, W, 3] RGB pixels, as ``spec`` says."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    name = spec["name"]
+    if name == "resize_center_crop":
+        return eval_transform(image, resize_size=spec["resize_size"], image_size=spec["image_size"])
+    size = spec["image_size"]
+    if name == "keras_load_img":
+        if image.shape[:2] == (size, size):  # Pillow's resize to the same size is the identity
+            return np.ascontiguousarray(image)
+        return _pil_resize(image, size, size, Image.Resampling.NEAREST)
+    if name == "torchvision":
+        height, width = image.shape[:2]
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = spec["resize_size"], int(spec["resize_size"] * long / short)
+        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        if (new_w, new_h) != (width, height):
+            image = _pil_resize(image, new_w, new_h, Image.Resampling.BILINEAR)
+        if min(new_w, new_h) < size:
+            raise ValueError(f"torchvision transform: resize_size {spec['resize_size']} < image_size {size}")
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        return np.ascontiguousarray(crop(image, top, left, size))
+    raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")

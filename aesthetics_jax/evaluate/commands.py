@@ -4,10 +4,13 @@
     aesthetics-jax evaluate workdirs/nima2 --step best --split test --out eval_ava \\
         --data_dir /data/tfds --manual_dir /data/AVA
 
-MODEL is a bundle (directory or .tar.gz, verified against its manifest) or a training workdir
-(`config.json` + `checkpoints/`; `--step latest|best|N`). The dataset is the one the model's
-training config names (`config.data`), prepared exactly as training prepared it (an existing
-build is reused); `--data_dir` / `--manual_dir` point it at another machine's copy. Every
+MODEL is a bundle (directory or .tar.gz, verified against its manifest; a converted model's
+bundle included) or a training workdir (`config.json` + `checkpoints/`; `--step latest|best|N`).
+The dataset is the one the model's training config names (`config.data`; AVA for converted
+weights), prepared exactly as training prepared it (an existing build is reused, images checked
+by the builders' `image_io` path, skipped files reported); `--data_dir` / `--manual_dir` point it
+at another machine's copy. Images are fed through the bundle's recorded input transform (for a
+converted idealo model: Keras `load_img`), the same as `predict`. Every
 evaluator of the model's config (`config.evals`, by default the aesthetic metric suite) runs on
 `--split`, writing `<out>/<split>_metrics.json`, `<out>/<split>_predictions.csv` and plots; the
 metrics table is printed. Exit status 0, or 1 with a message naming what failed.
@@ -39,6 +42,7 @@ def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "la
     loaded = bundle_lib.load_model(model, step)
     variables = loaded.variables
     config = ml_collections.ConfigDict(loaded.config)
+    config.data.eval_transform = loaded.transform  # the bundle's recorded input transform
     if data_dir:
         config.data.data_dir = data_dir
     if manual_dir:

@@ -2,6 +2,7 @@
 
     aesthetics-jax bundle pack WORKDIR --out model.bundle [--step N|latest|best] [--onnx]
     aesthetics-jax bundle pack WORKDIR --out model.bundle.tar.gz
+    aesthetics-jax bundle pack BUNDLE --out model.bundle.tar.gz      # archive (or copy) a bundle
     aesthetics-jax bundle verify model.bundle[.tar.gz]
     aesthetics-jax bundle unpack model.bundle.tar.gz DEST
 
@@ -13,13 +14,20 @@ Layout (every file but the manifest is listed in it with its sha256 and size)::
                          "batch_stats/<path>", paths '/'-joined as in the checkpoints
     model.json           how to rebuild and feed the model: "model" (config.model: name, heads,
                          width, ...), "input" (layout NHWC, [0, 255] RGB, image_size, resize_size,
-                         transform, preprocess preset), "outputs" (ONNX output names), "labels"
-                         (label semantics: scale and meaning of every output)
+                         "transform": the inference transform spec that `predict` applies -- see
+                         `data.preprocessing.apply_transform`: `resize_center_crop` for models
+                         trained here, `keras_load_img` / `torchvision` for converted weights --
+                         and its one-line "transform_description", preprocess preset), "outputs"
+                         (ONNX output names), "labels" (label semantics: scale and meaning of every
+                         output)
     config.json          the run's full training config
     metrics.json         the run's final metrics (``WORKDIR/eval/final_metrics.json``: test split,
                          validation, step); ``{}`` with a note when the packed step has none
     provenance.json      step, source workdir, data (name, dirs, split), git commit of the code
-                         (and whether it had local changes), package versions, creation time
+                         (and whether it had local changes), package versions, creation time; for
+                         converted weights (`aesthetics-jax convert`, which writes a bundle for
+                         every model with heads) "source": format, path, sha256, size of the
+                         original file, and "conversion": what was ignored or kept at init
     model.onnx           (with ``--onnx``) the jax2onnx export, so ONNX users need no JAX
 
 Parameters are stored as safetensors (one file, no pickle, loads without Orbax/TensorStore in
@@ -172,7 +180,7 @@ def verify(path: str) -> dict:
 
     Returns the manifest; raises ``BundleError`` naming the first offending file otherwise.
     """
-    if _is_archive(path):
+    if is_archive(path):
         with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
             return verify(unpack(path, tmp))
     return _verify_dir(path)
@@ -229,7 +237,7 @@ def _verify_dir(directory: str) -> dict:
 # ----------------------------------------------------------------------------- archives
 
 
-def _is_archive(path) -> bool:
+def is_archive(path) -> bool:
     return os.fspath(path).endswith(ARCHIVE_SUFFIXES) and not os.path.isdir(path)
 
 
@@ -377,14 +385,27 @@ def _versions() -> dict:
     return out
 
 
-def _model_json(model_config: dict, image_size: int, resize_size: int | None) -> dict:
+def default_transform(image_size: int, resize_size: int | None, resize_shorter: int = 0) -> dict:
+    """The transform of a model trained here: the training pipeline's evaluation transform."""
+    from aesthetics_jax.data import preprocessing
+
+    return preprocessing.transform_spec("resize_center_crop", resize_size=int(resize_size or image_size),
+                                        image_size=int(image_size), resize_shorter=int(resize_shorter or 0))
+
+
+def _model_json(model_config: dict, image_size: int, resize_size: int | None, transform: dict | None = None) -> dict:
     """What `model.json` holds: the model config, its input contract, outputs and label semantics."""
+    from aesthetics_jax.data import preprocessing
+
     heads = model_config["heads"]
     preprocess = model_config.get("preprocess")
     if preprocess is None:
         from aesthetics_jax import models
 
         preprocess = models.default_preprocess(model_config["name"])
+    transform = preprocessing.transform_spec(**(transform or default_transform(image_size, resize_size)))
+    if transform["image_size"] != int(image_size):
+        raise BundleError(f"transform {transform} does not give the model's image_size {image_size}")
     return {
         "model": model_config,
         "input": {
@@ -393,9 +414,9 @@ def _model_json(model_config: dict, image_size: int, resize_size: int | None) ->
             "dtype": "uint8 or float32",
             "range": [0, 255],
             "image_size": int(image_size),
-            "resize_size": int(resize_size or image_size),
-            "transform": "data.preprocessing.eval_transform: square resize to resize_size (INTER_AREA when a "
-                         "side shrinks more than 2x, else INTER_LINEAR), centre crop image_size",
+            "resize_size": int(transform.get("resize_size", resize_size or image_size)),
+            "transform": transform,
+            "transform_description": preprocessing.describe_transform(transform),
             "preprocess": preprocess,
         },
         "outputs": {name: f"{head}/{key}" for name, head, key in output_spec(heads)},
@@ -414,9 +435,12 @@ def write(
     metrics: dict | None = None,
     provenance: dict | None = None,
     onnx: bool = False,
+    transform: dict | None = None,
 ) -> str:
     """Writes a bundle for ``variables`` of the model ``models.create`` builds from
     ``model_config`` (``config.model``: name, heads, dtype, dropout, preprocess, backbone kwargs).
+    ``transform``: the inference transform spec (default: this project's evaluation transform,
+    ``resize_center_crop`` with ``resize_size`` / ``image_size``).
 
     ``out`` ending in ``.tar.gz``/``.tgz`` writes an archive, anything else a directory (which
     must not exist yet). Returns ``out``.
@@ -430,7 +454,7 @@ def write(
     model_config = _to_plain(model_config)
     if "name" not in model_config or "heads" not in model_config:
         raise BundleError(f"model_config needs 'name' and 'heads', got keys {sorted(model_config)}")
-    model_json = _model_json(model_config, image_size, resize_size)
+    model_json = _model_json(model_config, image_size, resize_size, transform)
     arrays = {}
     for collection in ("params", "batch_stats"):
         for path, value in _flatten(dict(variables.get(collection, {}))).items():
@@ -499,9 +523,48 @@ def restore_workdir(workdir: str, step):
     return {k: jax.tree.map(np.asarray, v) for k, v in variables.items()}, step
 
 
+def _copy_bundle(path: str, out: str, onnx: bool) -> str:
+    """A verified bundle (directory or archive) written again at ``out`` (directory or archive)."""
+    if os.path.exists(out):
+        raise FileExistsError(f"{out} already exists; bundles are never overwritten")
+    with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
+        directory = unpack(path, tmp) if is_archive(path) else path
+        manifest = _verify_dir(directory)
+        if onnx and ONNX not in manifest["files"]:
+            raise BundleError(f"{path} is a bundle without model.onnx; --onnx applies when packing a workdir "
+                              "(or export it: aesthetics-jax export BUNDLE --format onnx)")
+        if out.endswith(ARCHIVE_SUFFIXES):
+            _archive(directory, out)
+        else:
+            shutil.copytree(directory, out)
+    return out
+
+
+def not_a_model_hint(path: str) -> str | None:
+    """Why ``path`` is no usable model and what to do, for directories that look like one."""
+    meta_path = os.path.join(path, "convert.json")
+    if os.path.isfile(meta_path):
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            meta = {}
+        hint = (meta.get("next_steps") or "train heads on it: python launch.py --config CONFIG "
+                f"--config.init_from.workdir {path} --config.init_from.dont_load='[\"^emd/\"]'")
+        return (f"{path} is a backbone-only conversion (convert.json: arch {meta.get('arch')!r}, no heads): "
+                f"there is nothing to score with yet; {hint}")
+    return None
+
+
 def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
     """Packs a training workdir's checkpoint (``step``: None/'latest', 'best' or a number) into a
-    bundle at ``out`` (directory, or archive when ``out`` ends in .tar.gz/.tgz)."""
+    bundle at ``out`` (directory, or archive when ``out`` ends in .tar.gz/.tgz). A bundle (e.g. what
+    ``aesthetics-jax convert`` wrote) is verified and copied / archived as it is."""
+    if is_bundle(workdir):
+        return _copy_bundle(os.fspath(workdir), os.fspath(out), onnx)
+    hint = not_a_model_hint(workdir)
+    if hint:
+        raise BundleError(hint)
     workdir = os.path.abspath(workdir)
     config = _read_json(workdir, CONFIG)
     for key in ("model", "data"):
@@ -534,6 +597,7 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
         metrics=metrics,
         provenance=provenance,
         onnx=onnx,
+        transform=default_transform(data["image_size"], data.get("resize_size"), data.get("resize_shorter", 0)),
     )
 
 
@@ -569,6 +633,15 @@ class Bundle:
     @property
     def resize_size(self) -> int:
         return int(self.model_json["input"]["resize_size"])
+
+    @property
+    def transform(self) -> dict:
+        """The inference transform spec (``data.preprocessing.apply_transform``). Bundles written
+        before specs existed describe ``eval_transform`` in words: that is ``resize_center_crop``."""
+        spec = self.model_json["input"].get("transform")
+        if isinstance(spec, dict):
+            return spec
+        return default_transform(self.image_size, self.resize_size)
 
     @property
     def outputs(self) -> list[tuple[str, str, str]]:
@@ -624,12 +697,16 @@ def load(path: str, *, load_variables: bool = True) -> Bundle:
     variables are read eagerly). Raises ``BundleError`` with the offending file on any mismatch.
     """
     path = os.fspath(path)
-    if _is_archive(path):
+    if is_archive(path):
         with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
             bundle = load(unpack(path, tmp), load_variables=True)
             bundle.path = path
             bundle._params_file = None
             return bundle
+    if not os.path.isfile(os.path.join(path, MANIFEST)):
+        hint = not_a_model_hint(path)
+        if hint:
+            raise BundleError(hint)
     manifest = _verify_dir(path)
     bundle = _load_dir(path, manifest)
     if load_variables:
@@ -643,6 +720,9 @@ def load_model(path: str, step="latest") -> Bundle:
     path = os.fspath(path)
     if is_bundle(path):
         return load(path)
+    hint = not_a_model_hint(path)
+    if hint:
+        raise BundleError(hint)
     if not os.path.isdir(os.path.join(path, "checkpoints")):
         raise FileNotFoundError(f"{path}: neither a bundle ({MANIFEST} / .tar.gz) nor a training workdir (checkpoints/)")
     config = _read_json(path, CONFIG)
@@ -650,9 +730,21 @@ def load_model(path: str, step="latest") -> Bundle:
         raise BundleError(f"{path}/{CONFIG}: needs 'model' and 'data' sections")
     variables, step = restore_workdir(path, step)
     data = config["data"]
+    transform = default_transform(data["image_size"], data.get("resize_size"), data.get("resize_shorter", 0))
     return Bundle(path=path, manifest=None, config=config, metrics={}, provenance={"step": step, "workdir": path},
-                  model_json=_model_json(_to_plain(config["model"]), data["image_size"], data.get("resize_size")),
+                  model_json=_model_json(_to_plain(config["model"]), data["image_size"], data.get("resize_size"),
+                                         transform),
                   onnx_bytes=None, _variables=variables)
+
+
+def info(path: str) -> dict:
+    """The JSON files of a bundle (``model``, ``provenance``, ``metrics``) and its manifest digest
+    (``sha256``), read without hashing the parameters (a listing, not a verification)."""
+    path = os.fspath(path)
+    with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
+        directory = unpack(path, tmp) if is_archive(path) else path
+        return {"model": _read_json(directory, MODEL), "provenance": _read_json(directory, PROVENANCE),
+                "metrics": _read_json(directory, METRICS), "sha256": manifest_digest(directory)}
 
 
 def load_variables(path: str) -> dict:
@@ -662,7 +754,7 @@ def load_variables(path: str) -> dict:
 
 def is_bundle(path) -> bool:
     path = os.fspath(path)
-    return _is_archive(path) or os.path.isfile(os.path.join(path, MANIFEST))
+    return is_archive(path) or os.path.isfile(os.path.join(path, MANIFEST))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -671,8 +763,8 @@ def is_bundle(path) -> bool:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="aesthetics-jax bundle", description="Pack, verify and unpack model bundles.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack", help="pack a training workdir into a bundle")
-    p.add_argument("workdir")
+    p = sub.add_parser("pack", help="pack a training workdir into a bundle (or archive / copy a bundle)")
+    p.add_argument("workdir", help="training workdir, or a bundle (e.g. written by aesthetics-jax convert)")
     p.add_argument("--out", required=True, help="bundle directory, or archive if it ends in .tar.gz/.tgz")
     p.add_argument("--step", default="latest", help="checkpoint step: latest (default), best, or a number")
     p.add_argument("--onnx", action="store_true", help="also store the ONNX export (needs the [export] extra)")
@@ -687,12 +779,12 @@ def main(argv: list[str]) -> int:
             out = pack(args.workdir, args.out, step=args.step, onnx=args.onnx)
             print(f"packed {args.workdir} -> {out}")
             with tempfile.TemporaryDirectory() as tmp:
-                directory = unpack(out, tmp) if _is_archive(out) else out
+                directory = unpack(out, tmp) if is_archive(out) else out
                 print(f"manifest sha256 {manifest_digest(directory)}")
         elif args.command == "verify":
             manifest = verify(args.bundle)
             with tempfile.TemporaryDirectory() as tmp:
-                directory = unpack(args.bundle, tmp) if _is_archive(args.bundle) else args.bundle
+                directory = unpack(args.bundle, tmp) if is_archive(args.bundle) else args.bundle
                 digest = manifest_digest(directory)
             print(f"{args.bundle}: OK, {len(manifest['files'])} files match the manifest (manifest sha256 {digest})")
         else:

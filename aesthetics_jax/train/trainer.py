@@ -106,7 +106,7 @@ class _Predictor:
     def __init__(self, model, mesh, config):
         self.mesh = mesh
         self.config = config
-        self.batch_size = config.get("eval_batch_size", config.batch_size)
+        self.batch_size = config.get("eval_batch_size") or config.batch_size
         self.local_batch_size = sharding.local_batch_size(self.batch_size, mesh)
         self._step = jax.jit(
             functools.partial(steps.eval_step, model=model),
@@ -126,6 +126,7 @@ class _Predictor:
             shard_count=jax.process_count(),
             num_threads=data.get("num_threads", 4),
             pad_remainder=True,
+            eval_transform=data.get("eval_transform"),
         )
         preds, targets = [], []
         for batch in it:
@@ -230,7 +231,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sharding
         )
         state = ckpt.restore(target, train_iter)
-        logging.info("resuming from step %d", int(state.step))
+        print(f"resuming from step {int(state.step)}", flush=True)
     else:
         state = jax.jit(
             functools.partial(steps.create_state, model, tx, image_shape=image_shape),
@@ -238,7 +239,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         )(init_rng)
         if config.get("init_from") and config.init_from.workdir:
             state = jax.device_put(_merge_init(state, config.init_from), state_sharding)
-            logging.info("initialised params from %s", config.init_from.workdir)
+            print(f"initialised params from {config.init_from.workdir}", flush=True)
 
     writer = writers.create_default_writer(workdir, active=is_main)
     predictor = _Predictor(model, mesh, config)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import collections
 import csv
 import os
+import sys
 from typing import Sequence
 
 import tensorflow_datasets as tfds
 
+from aesthetics_jax import logging_setup
 from aesthetics_jax.data import image_io
 
 __all__ = ["CheckedBuilder", "SKIPPED_REPORT", "inspect_cache_dir", "skipped_report"]
@@ -87,7 +89,15 @@ class CheckedBuilder(tfds.core.GeneratorBasedBuilder):
     def _metadata(self) -> dict:
         return {}
 
+    def _log_download_bytes(self) -> None:  # TFDS prints a bold "Downloading and preparing" line
+        print(f"[data] building {self.name}/{self.builder_config.name} into {self.data_dir} ...", file=sys.stderr,
+              flush=True)
+
+    def _log_download_done(self) -> None:
+        print(f"[data] built {self.name}/{self.builder_config.name}: {self.data_dir}", file=sys.stderr, flush=True)
+
     def _download_and_prepare(self, dl_manager, download_config=None):
+        tfds.display_progress_bar(logging_setup.tfds_progress_bars())  # tqdm bars only when verbose
         super()._download_and_prepare(dl_manager, download_config)
         # self.data_dir is still the temporary build directory here, so the report moves with the
         # dataset when TFDS renames it.
