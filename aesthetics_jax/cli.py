@@ -17,7 +17,8 @@ import sys
 from aesthetics_jax import logging_setup
 
 COMMANDS = {
-    "data": ("aesthetics_jax.data.commands", "build datasets: data build ava|eva|aadb|demo ..."),
+    "data": ("aesthetics_jax.data.commands", "build datasets: data build ava|eva|aadb|demo|eva_patches ..."),
+    "maps": ("aesthetics_jax.modalities.commands", "saliency / modality maps of folders or builds as PNGs"),
     "convert": ("aesthetics_jax.convert.commands", "import Keras / torch / CLIP weights"),
     "evaluate": ("aesthetics_jax.evaluate.commands", "score a dataset split with a bundle or workdir"),
     "export": ("aesthetics_jax.export.commands", "export a model to ONNX or TF SavedModel"),

@@ -1,10 +1,19 @@
-"""``aesthetics-jax data build ava|eva|aadb|demo ...``: prepare a dataset from a local copy.
+"""``aesthetics-jax data build ava|eva|aadb|demo|eva_patches ...``: prepare a dataset from a local copy.
 
     aesthetics-jax data build ava  --manual_dir /data/AVA  --data_dir /data/tfds [--val_fraction 0.05 --seed 0]
     aesthetics-jax data build eva  --manual_dir /data/eva-dataset --data_dir /data/tfds \\
                                    [--val_fraction 0.1 --test_fraction 0.1 --seed 0 --unit]
     aesthetics-jax data build aadb --manual_dir /data/AADB --data_dir /data/tfds
     aesthetics-jax data build demo --data_dir /data/tfds          (renders the demo photos first)
+    aesthetics-jax data build eva_patches --data_dir /data/tfds [--parent_config default] [--maps_dir M] \\
+                                   [--patches_per_image 5 --top_focus 0.5 --sampling component_then_pixel \\
+                                    --seed 0 --producer spectral --param k=v --shard I/N]
+
+eva_patches reads the EVA build `<data_dir>/eva/<parent_config>` (build it first) and writes
+saliency patches (aesthetics_jax.data.builders.eva_patches). With `--maps_dir M` the maps are read
+from M (written by `aesthetics-jax maps compute <eva build> --out M`); `--shard I/N --maps_dir M`
+computes slice I of N of those maps into M and exits (resumable; run the N slices in parallel,
+then once without --shard to write the records).
 
 Common options: `--resize_shorter N` stores every image with its shorter side shrunk to N (a
 separate config, e.g. `default_s320`; default 0 = original size); `--quiet` hides the progress
@@ -25,7 +34,7 @@ import sys
 
 __all__ = ["main", "build"]
 
-DATASETS = ("ava", "eva", "aadb", "demo")
+DATASETS = ("ava", "eva", "aadb", "demo", "eva_patches")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--val_fraction", type=float, default=None,
                        help="ava: seeded validation carve-out of train (default 0); eva: by-image (default 0.1)")
     build.add_argument("--test_fraction", type=float, default=0.1, help="eva: by-image test fraction")
-    build.add_argument("--seed", type=int, default=0, help="split seed (ava validation, eva splits)")
+    build.add_argument("--seed", type=int, default=0,
+                       help="split seed (ava validation, eva splits); eva_patches: patch sampling seed")
     build.add_argument("--unit", action="store_true", help="eva: scores rescaled to [0, 1]")
     build.add_argument("--resize_shorter", type=int, default=0, help="store shorter side N (0 = original size)")
     build.add_argument("--inspect_shard", default=None, metavar="I/N",
                        help="only check slice I of N of the images into the cache, then exit")
     build.add_argument("--quiet", action="store_true", help="no progress lines")
+    patches = build.add_argument_group("eva_patches")
+    patches.add_argument("--parent_config", default="default", help="config of the EVA build to read")
+    patches.add_argument("--parent_dir", default="", help="or the prepared EVA directory itself")
+    patches.add_argument("--maps_dir", default="", help="read maps from this folder of <id>.png maps")
+    patches.add_argument("--patches_per_image", type=int, default=5)
+    patches.add_argument("--patch_size", type=int, default=299)
+    patches.add_argument("--top_focus", type=float, default=0.5, help="salient = map >= 1 - top_focus")
+    patches.add_argument("--threshold", choices=("continuous", "seed"), default="continuous")
+    patches.add_argument("--sampling", choices=("component_then_pixel", "uniform"), default="component_then_pixel")
+    patches.add_argument("--fallback_top_k", type=int, default=1000)
+    patches.add_argument("--producer", default="spectral", help="map producer (ignored with --maps_dir)")
+    patches.add_argument("--param", action="append", default=[], metavar="K=V", help="producer parameter")
+    patches.add_argument("--jpeg_quality", type=int, default=95)
+    patches.add_argument("--shard", default=None, metavar="I/N",
+                         help="compute slice I of N of the maps into --maps_dir, then exit")
     return parser
 
 
@@ -51,6 +76,16 @@ def build(args: argparse.Namespace):
     """Builds (or reuses) the dataset the parsed arguments name; returns the TFDS builder."""
     data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
     progress = not args.quiet
+    if args.dataset == "eva_patches":
+        from aesthetics_jax.data.builders import eva_patches  # pylint: disable=g-import-not-at-top
+        from aesthetics_jax.modalities import commands as map_commands  # pylint: disable=g-import-not-at-top
+
+        return eva_patches.build_eva_patches(
+            data_dir, parent_config=args.parent_config, parent_dir=args.parent_dir, maps_dir=args.maps_dir,
+            patches_per_image=args.patches_per_image, patch_size=args.patch_size, top_focus=args.top_focus,
+            threshold=args.threshold, sampling=args.sampling, fallback_top_k=args.fallback_top_k, seed=args.seed,
+            producer=args.producer, producer_params=map_commands.parse_params(args.param),
+            jpeg_quality=args.jpeg_quality, progress=progress)
     if args.dataset == "demo":
         from aesthetics_jax.data.builders import ava, demo  # pylint: disable=g-import-not-at-top
 
@@ -126,8 +161,38 @@ def _inspect_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maps_shard(args: argparse.Namespace) -> int:
+    """eva_patches --shard I/N: slice I of N of the parent build's maps into --maps_dir."""
+    from aesthetics_jax import modalities  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.data.builders import eva_patches  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.modalities import commands as map_commands  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.modalities import files  # pylint: disable=g-import-not-at-top
+
+    if not args.maps_dir:
+        raise SystemExit("aesthetics-jax data build eva_patches: --shard needs --maps_dir")
+    try:
+        shard = files.parse_shard(args.shard)
+    except ValueError as e:
+        raise SystemExit(f"aesthetics-jax data build eva_patches: {e}") from None
+    data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    config = eva_patches.config_for(parent_config=args.parent_config, parent_dir=args.parent_dir)
+    parent = eva_patches.parent_build_dir(data_dir, config)
+    producer = modalities.create(args.producer, **map_commands.parse_params(args.param))
+    summary = files.compute_map_files(producer, [parent], args.maps_dir, bits=16, shard=shard,
+                                      progress=None if args.quiet else f"maps shard {shard[0]}/{shard[1]}")
+    print(f"eva_patches maps: {summary['computed']} computed, {summary['resumed']} resumed, {summary['skipped']} "
+          f"skipped of {summary['total']} (shard {shard[0]}/{shard[1]}) into {summary['out_dir']}", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.dataset == "eva_patches" and args.shard:
+        return _maps_shard(args)
+    if args.shard:
+        raise SystemExit("--shard is for eva_patches (images: --inspect_shard)")
+    if args.inspect_shard and args.dataset == "eva_patches":
+        raise SystemExit("eva_patches checks no image files: use --shard I/N --maps_dir M to share its map work")
     if args.inspect_shard:
         return _inspect_shard(args)
     builder = build(args)

@@ -61,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import struct
 import warnings
 
@@ -164,6 +165,12 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _stable(error: Exception) -> str:
+    """An exception's text without object addresses (PIL names its in-memory file `<_io.BytesIO
+    object at 0x...>`), so the same file gets the same skip detail in every run."""
+    return re.sub(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", r"<\1>", str(error))
+
+
 def _strict_jpeg_error(data: bytes, mode: str) -> Inspection | None:
     """Entropy-decodes a JPEG at 1/8 scale with libjpeg warnings as errors; the skip, or None."""
     import simplejpeg  # pylint: disable=g-import-not-at-top
@@ -203,7 +210,7 @@ def inspect_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     except Image.DecompressionBombError as e:  # PIL refuses > 2x its limit at open time
         return Inspection("decompression_bomb", str(e))
     except Exception as e:  # pylint: disable=broad-except
-        return Inspection("undecodable_image", f"{fmt} header: {type(e).__name__}: {e}")
+        return Inspection("undecodable_image", f"{fmt} header: {type(e).__name__}: {_stable(e)}")
     if width * height > max_pixels:
         return Inspection("decompression_bomb",
                           f"{width}x{height} = {width * height} pixels declared > max_pixels {max_pixels}")
@@ -320,7 +327,7 @@ def load_rgb(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     except ValueError:
         raise
     except Exception as e:  # pylint: disable=broad-except
-        raise ValueError(f"cannot decode image ({len(data)} bytes): {type(e).__name__}: {e}") from e
+        raise ValueError(f"cannot decode image ({len(data)} bytes): {type(e).__name__}: {_stable(e)}") from e
     if orientation != 1:
         rgb = _apply_orientation(rgb, orientation)
     return np.ascontiguousarray(rgb)

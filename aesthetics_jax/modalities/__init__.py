@@ -36,8 +36,15 @@ asks for that name (no import-time registration), as `cli.COMMANDS` does. One fi
   spectral   spectral-residual saliency, training-free, no weights (the default saliency)
   msinet     MSI-Net saliency (Kroner et al. 2020) with converted SALICON weights
 
-Imports run one way: this package may import numpy, jax, cv2 and `aesthetics_jax.models`, never
-train / export / predict / evaluate.
+Files and builds: `modalities/files.py` (`compute_map_files`, behind `aesthetics-jax maps` =
+`modalities/commands.py` and `data_prep/maps.py`) reads image files with the builders' checked
+reader `data.image_io.read_image` and builds through `data.pipeline.make_source`, and writes maps
+as PNGs with an index and a skip report.
+
+Imports run one way: this package may import numpy, jax, cv2, `aesthetics_jax.models` and
+`aesthetics_jax.data` (files.py: image reading and build sources), never train / export / predict /
+evaluate; `data/builders/eva_patches.py` imports `modalities` lazily inside its build (a builder that
+computes maps), never at module level.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class CheckedBuilder(tfds.core.GeneratorBasedBuilder):
     def _check_images(self, entries: Sequence[tuple], progress: str | None = None) -> list[image_io.Inspection | None]:
         """Checks `entries` = (id, line, file, path) images; the inspection of each, None if skipped."""
         inspections = image_io.inspect_files(
-            [path for *_, path in entries], resize_shorter=self.builder_config.resize_shorter or None,
+            [path for *_, path in entries], resize_shorter=getattr(self.builder_config, "resize_shorter", 0) or None,
             cache_dir=inspect_cache_dir(self._data_dir_root, self.name),
             progress=self.inspect_progress if progress is None else progress)
         reencoded = self._stats["reencoded"]
@@ -107,5 +107,5 @@ class CheckedBuilder(tfds.core.GeneratorBasedBuilder):
             writer.writerows(sorted(self._skipped, key=self._report_order))
         self.info.metadata.update(
             skipped=dict(collections.Counter(r["reason"] for r in self._skipped)), num_skipped=len(self._skipped),
-            skipped_report=SKIPPED_REPORT, resize_shorter=int(self.builder_config.resize_shorter),
+            skipped_report=SKIPPED_REPORT, resize_shorter=int(getattr(self.builder_config, "resize_shorter", 0)),
             **self._metadata(), **self._stats)
