@@ -187,3 +187,90 @@ def test_export_cli_from_a_bundle(tmp_path):
     got = _session(proto).run(["scores"], {"images": images.transpose(0, 3, 1, 2)})[0]
     np.testing.assert_allclose(got, np.asarray(model.apply(variables, images)["scores"]["scores"]), atol=1e-4)
     assert commands.main([str(tmp_path / "nothing"), "--format", "onnx", "--out", out]) == 1
+
+
+def _reference_session(proto):
+    """onnxruntime with its own graph optimisations off: runs the graph as written."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def test_export_folds_batchnorm_and_kernel_transposes(monkeypatch):
+    """The exported graph has no BatchNormalization and no Transpose of a constant (kernels), and
+    the passes keep the outputs of the graph as jax2onnx wrote it (both run by onnxruntime with its
+    own optimisations off) to 1e-5. MobileNetV2: BN without ReLU6 (linear bottlenecks), residual adds."""
+    model, variables, size = _build("mobilenet_v2", HEADS["emd"], seed=3)
+    monkeypatch.setattr(onnx_export, "optimize_graph", lambda graph: {})
+    raw = onnx_export.export_onnx(model, variables, image_size=size)
+    monkeypatch.undo()
+    proto = onnx_export.export_onnx(model, variables, image_size=size)
+    raw_ops, ops = [n.op_type for n in raw.graph.node], [n.op_type for n in proto.graph.node]
+    assert raw_ops.count("BatchNormalization") > 10 and "BatchNormalization" not in ops
+    assert ops.count("Conv") == raw_ops.count("Conv") and ops.count("Clip") == raw_ops.count("Max")
+    inits = {i.name for i in proto.graph.initializer}
+    assert not [n for n in proto.graph.node if n.op_type == "Transpose" and n.input[0] in inits]
+    assert not [n for n in proto.graph.node if n.op_type in ("Mul", "Add") and n.input[0] in
+                {o for c in proto.graph.node if c.op_type == "Conv" for o in c.output}
+                and all(i in inits for i in n.input[1:])]  # no BN left as Mul/Add after a Conv
+    onnx.checker.check_model(proto, full_check=True)
+    images = _images(5, 11, size=size)
+    want = _reference_session(raw).run(None, {"images": images})
+    got = _reference_session(proto).run(None, {"images": images})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[0], np.asarray(model.apply(variables, images)["emd"]["distribution"]), atol=1e-4)
+
+
+def test_fold_batchnorm_only_where_exact():
+    """A Conv with a bias folds; a Conv whose output also feeds another node keeps its BN; a kernel
+    shared with another Conv stays as it was for that Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    c = 4
+    def init(name, value):
+        return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+    inits = [init("w", rng.normal(0, 0.5, (c, 3, 3, 3))), init("b", rng.normal(0, 0.5, c)),
+             init("w2", rng.normal(0, 0.5, (c, c, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w"], ["y_shared"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["y", "w2"], ["z"])]
+    for k, (src, out) in enumerate([("y", "y_bn"), ("z", "z_bn"), ("y_shared", "s_bn")]):
+        names = [f"g{k}", f"be{k}", f"m{k}", f"v{k}"]
+        inits += [init(names[0], rng.uniform(0.5, 1.5, c)), init(names[1], rng.normal(0, 0.5, c)),
+                  init(names[2], rng.normal(0, 0.5, c)), init(names[3], rng.uniform(0.5, 1.5, c))]
+        nodes.append(helper.make_node("BatchNormalization", [src, *names], [out], epsilon=1e-3))
+    # y feeds both its BN and the second Conv: that BN must stay.
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, c, 6, 6]) for n in ("y_bn", "z_bn", "s_bn")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+                              outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    assert onnx_export.fold_batchnorm(folded.graph) == 2
+    ops = [n.op_type for n in folded.graph.node]
+    assert ops.count("BatchNormalization") == 1 and ops.count("Conv") == 3
+    assert "w" in {i.name for i in folded.graph.initializer}  # the first Conv still reads it
+    onnx.checker.check_model(folded, full_check=True)
+    x = rng.normal(0, 1, (2, 3, 6, 6)).astype(np.float32)
+    for g, w in zip(_reference_session(folded).run(None, {"x": x}), _reference_session(model).run(None, {"x": x})):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+
+
+def test_inference_session_options():
+    """predict's onnxruntime sessions: full graph optimisation, intra-op threads that block instead
+    of spinning (predict decodes in threads beside them); spinning stays available."""
+    from aesthetics_jax.export import onnx_runtime
+
+    options = onnx_runtime.session_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert onnx_runtime.session_options(spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    model, variables, _ = _build("mobilenet", HEADS["emd"])
+    proto = onnx_export.export_onnx(model, variables, image_size=IMAGE_SIZE)
+    images = _images(2, 4)
+    got = onnx_runtime.inference_session(proto.SerializeToString()).run(["mean"], {"images": images})[0]
+    np.testing.assert_allclose(got, np.asarray(model.apply(variables, images)["emd"]["mean"]), atol=1e-4)

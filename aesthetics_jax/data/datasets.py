@@ -7,9 +7,29 @@
     demo   the embedded demo dataset: rendered into ``<data_dir>/demo/raw`` in AVA's on-disk
            format (``config.data.demo`` holds its parameters), then built by the *same* AVA
            builder into ``<data_dir>/demo`` — separate from a real AVA build in the same data_dir.
+    eva    the EVA builder over ``manual_dir`` (the unpacked EVA repository), built into
+           ``data_dir`` with the by-image split ``val_fraction`` / ``test_fraction`` /
+           ``split_seed`` (and ``resize_shorter``, 0 = stored as is).
+    eva_patches
+           the saliency-patch build over that EVA build (both prepared here, in ``data_dir``):
+           ``config.data.patches`` holds the ``eva_patches.build_eva_patches`` options
+           (patches_per_image, patch_size, top_focus, threshold, sampling, fallback_top_k, seed,
+           producer, producer_params, maps_dir, jpeg_quality, batch_size, num_threads). Splits are
+           the parent's: an image's patches are in that image's split.
 
 Preparation is idempotent: an existing build is reused. Skipped records are logged here and
 listed in the build's ``skipped.csv``.
+
+Targets of the EVA family (``ScoresSource``): ``scores`` = the six per-image means (score = total,
+difficulty, visual, composition, quality, semantic; ``eva.SCORE_NAMES`` order), read from the
+stored raw means ``scores_raw`` and, with ``config.data.unit`` (default True), mapped to [0, 1] by
+``(m - lo) / (hi - lo)`` over ``eva.SCORE_RANGES`` (0..10 for the total, 1..4 for the rest) --
+the mapping the EVA builder's ``unit`` configs store. Scaling when reading means raw and unit runs
+share one EVA build and one patch build (the EVA build is always made with ``unit=False``). A
+batch then carries ``scores`` float32[6] and ``id`` (int64, the image id); patch batches also
+``parent_id`` (int64, = ``id``: a patch row's id *is* its parent's id), ``patch_index`` (int32)
+and ``coverage`` (float32, the share of the parent's salient pixels inside the patch).
+``label_keys(source)`` names the keys a source's batches carry (AVA/demo: ``pipeline.DEFAULT_KEYS``).
 """
 
 from __future__ import annotations
@@ -18,14 +38,70 @@ import os
 
 from absl import logging
 
+import numpy as np
+
 from aesthetics_jax.data import pipeline
 from aesthetics_jax.data.builders import ava, base
+
+__all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "ScoresSource", "EVA_KEYS",
+           "EVA_PATCH_KEYS", "PATCH_OPTIONS"]
+
+#: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
+EVA_KEYS = ("scores", "id")
+EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
+#: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
+PATCH_OPTIONS = ("patches_per_image", "patch_size", "top_focus", "threshold", "sampling", "fallback_top_k", "seed",
+                 "producer", "producer_params", "maps_dir", "jpeg_quality", "batch_size", "num_threads")
+
+
+def _log_skipped(builder) -> None:
+    skipped = builder.info.metadata.get("num_skipped", 0) if builder.info.metadata else 0
+    if skipped:
+        logging.warning("%d records skipped while building %s; see %s", skipped, builder.info.full_name,
+                        os.path.join(builder.data_dir, base.SKIPPED_REPORT))
+
+
+def _prepare_eva(data_config, data_dir: str):
+    from aesthetics_jax.data.builders import eva  # pylint: disable=g-import-not-at-top
+
+    if not data_config.get("manual_dir"):
+        raise ValueError("config.data.manual_dir must name the EVA directory (data/votes_filtered.csv, "
+                         "images/EVA_together/, ...)")
+    builder = eva.build_eva(
+        data_config.manual_dir, data_dir,
+        val_fraction=data_config.get("val_fraction", 0.1),
+        test_fraction=data_config.get("test_fraction", 0.1),
+        seed=data_config.get("split_seed", 0),
+        unit=False,  # raw means stored; ScoresSource scales them per config (one build serves both)
+        resize_shorter=data_config.get("resize_shorter", 0),
+    )
+    _log_skipped(builder)
+    return builder
+
+
+def _prepare_eva_patches(data_config, data_dir: str):
+    from aesthetics_jax.data.builders import eva_patches  # pylint: disable=g-import-not-at-top
+
+    parent = _prepare_eva(data_config, data_dir)
+    options = dict(data_config.get("patches") or {})
+    unknown = sorted(set(options) - set(PATCH_OPTIONS))
+    if unknown:
+        raise ValueError(f"config.data.patches: unknown option(s) {unknown}; known: {list(PATCH_OPTIONS)}")
+    if "producer_params" in options:
+        options["producer_params"] = dict(options["producer_params"] or {})
+    builder = eva_patches.build_eva_patches(data_dir, parent_config=parent.builder_config.name, **options)
+    _log_skipped(builder)
+    return builder
 
 
 def prepare(data_config):
     """Builds (or reuses) the dataset ``data_config`` names; returns the TFDS builder."""
     name = data_config.name
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
+    if name == "eva":
+        return _prepare_eva(data_config, data_dir)
+    if name == "eva_patches":
+        return _prepare_eva_patches(data_config, data_dir)
     if name == "demo":
         from aesthetics_jax.data.builders import demo
 
@@ -40,17 +116,14 @@ def prepare(data_config):
             raise ValueError("config.data.manual_dir must name the AVA directory (AVA.txt, images/, ...)")
         tfds_dir = data_dir
     else:
-        raise ValueError(f"unknown dataset {name!r}; known: 'ava', 'demo'")
+        raise ValueError(f"unknown dataset {name!r}; known: 'ava', 'demo', 'eva', 'eva_patches'")
 
     builder = ava.build_ava(
         manual_dir, tfds_dir,
         val_fraction=data_config.get("val_fraction", 0.0),
         seed=data_config.get("split_seed", 0),
     )
-    skipped = builder.info.metadata.get("num_skipped", 0) if builder.info.metadata else 0
-    if skipped:
-        logging.warning("%d records skipped while building %s; see %s", skipped, builder.info.full_name,
-                        os.path.join(builder.data_dir, base.SKIPPED_REPORT))
+    _log_skipped(builder)
     return builder
 
 
@@ -58,6 +131,63 @@ def splits(builder) -> list[str]:
     return list(builder.info.splits.keys())
 
 
-def source(builder, split: str):
-    """Random-access source of ``split`` with images left as JPEG bytes (decoded by the pipeline)."""
-    return pipeline.make_source(builder, split)
+def source(builder, split: str, data_config=None):
+    """Random-access source of ``split`` with images left as JPEG bytes (decoded by the pipeline).
+
+    EVA and eva_patches builds are wrapped in a ``ScoresSource`` (targets unit-scaled when
+    ``data_config.unit``, the default, is true; raw otherwise).
+    """
+    raw = pipeline.make_source(builder, split)
+    if builder.name in ("eva", "eva_patches"):
+        unit = True if data_config is None else bool(data_config.get("unit", True))
+        return ScoresSource(raw, unit=unit, patches=builder.name == "eva_patches")
+    return raw
+
+
+def label_keys(source) -> tuple[str, ...]:
+    """The label keys batches of ``source`` carry (next to ``image`` and ``mask``)."""
+    if isinstance(source, ScoresSource):
+        return source.label_keys
+    return pipeline.DEFAULT_KEYS
+
+
+def parent_source(patch_source: "ScoresSource") -> "ScoresSource":
+    """The same split of the EVA build a patch source's build was made from (same target scaling)."""
+    if not (isinstance(patch_source, ScoresSource) and patch_source.patches):
+        raise ValueError("parent_source needs an eva_patches ScoresSource (datasets.source of an eva_patches build)")
+    info = patch_source.source.dataset_info
+    parent_dir = (info.metadata or {}).get("parent", {}).get("dir")
+    if not parent_dir or not os.path.isfile(os.path.join(parent_dir, "dataset_info.json")):
+        raise FileNotFoundError(f"the parent EVA build of {info.full_name} ({parent_dir}) is not there")
+    return ScoresSource(pipeline.make_source(parent_dir, str(patch_source.source.split)), unit=patch_source.unit,
+                        patches=False)
+
+
+class ScoresSource:
+    """EVA / eva_patches records -> ``image`` + the six targets (unit or raw) + ids (module docstring).
+
+    Random access (``len``, ``[i]``) like the TFDS source it wraps; picklable, so grain worker
+    processes can use it.
+    """
+
+    def __init__(self, source, *, unit: bool, patches: bool):
+        from aesthetics_jax.data.builders import eva  # pylint: disable=g-import-not-at-top
+
+        self.source, self.unit, self.patches = source, bool(unit), bool(patches)
+        self.label_keys = EVA_PATCH_KEYS if patches else EVA_KEYS
+        self._lo = np.array([eva.SCORE_RANGES[n][0] for n in eva.SCORE_NAMES], np.float32)
+        self._span = np.array([eva.SCORE_RANGES[n][1] - eva.SCORE_RANGES[n][0] for n in eva.SCORE_NAMES], np.float32)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.source[index]
+        scores = np.asarray(record["scores_raw"], np.float32)
+        if self.unit:
+            scores = (scores - self._lo) / self._span
+        if not self.patches:
+            return {"image": record["image"], "scores": scores, "id": np.int64(record["id"])}
+        parent = np.int64(record["parent_id"])
+        return {"image": record["image"], "scores": scores, "id": parent, "parent_id": parent,
+                "patch_index": np.int32(record["patch_index"]), "coverage": np.float32(record["coverage"])}

@@ -73,6 +73,7 @@ DEFAULT_KEYS = ("distribution", "mean_score", "votes", "id")
 _DTYPES = {
     "distribution": np.float32, "mean_score": np.float32, "votes": np.int32, "id": np.int64,
     "histogram": np.int32, "tags": np.int32, "challenge": np.int32,
+    "scores": np.float32, "parent_id": np.int64, "patch_index": np.int32, "coverage": np.float32,
 }
 
 

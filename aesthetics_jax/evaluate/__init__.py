@@ -7,6 +7,12 @@ evaluator module exposes ``run(*, predictions, targets, ids, outdir, prefix, hea
 
     evaluator = get_evaluator("aesthetic")
     metrics = evaluator.run(predictions=..., targets=..., ids=..., outdir=..., prefix="test", heads=...)
+
+An evaluator that needs more than the predictions on its own split (``patches``: full-image
+predictions beside the patch predictions) also exposes ``inputs(ev, *, source, predict,
+data_config, heads, final) -> dict``: the trainer calls it with the eval config, the split's source
+and a ``predict(source) -> (predictions, labels)`` function of the current parameters, and passes
+the returned keyword arguments on to ``run``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ __all__ = ["EVALUATORS", "get_evaluator"]
 #: Evaluator type name -> module path.
 EVALUATORS: dict[str, str] = {
     "aesthetic": "aesthetics_jax.evaluate.aesthetic",
+    "patches": "aesthetics_jax.evaluate.patches",
 }
 
 

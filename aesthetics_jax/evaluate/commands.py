@@ -11,14 +11,17 @@ weights), prepared exactly as training prepared it (an existing build is reused,
 by the builders' `image_io` path, skipped files reported); `--data_dir` / `--manual_dir` point it
 at another machine's copy. Images are fed through the bundle's recorded input transform (for a
 converted idealo model: Keras `load_img`), the same as `predict`. Every
-evaluator of the model's config (`config.evals`, by default the aesthetic metric suite) runs on
-`--split`, writing `<out>/<split>_metrics.json`, `<out>/<split>_predictions.csv` and plots; the
-metrics table is printed. Exit status 0, or 1 with a message naming what failed.
+evaluator type of the model's config (`config.evals`, by default the aesthetic metric suite) runs
+once on `--split` with the options of its first eval config, writing `<out>/<split>_metrics.json`,
+`<out>/<split>_predictions.csv` and plots (other types than `aesthetic`: `<out>/<split>_<type>_*`,
+e.g. the `patches` evaluator's full-vs-patches table); the metrics table is printed. Exit status 0,
+or 1 with a message naming what failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -53,7 +56,7 @@ def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "la
     available = datasets.splits(prepared)
     if split not in available:
         raise ValueError(f"split {split!r} not in {prepared.info.full_name} (splits: {', '.join(available)})")
-    source = datasets.source(prepared, split)
+    source = datasets.source(prepared, split, config.data)
 
     mesh = sharding.make_mesh(1)
     model_def = trainer._create_model(config)  # pylint: disable=protected-access
@@ -62,13 +65,22 @@ def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "la
     predictions, targets = predictor(state, source)
     heads = config.model.heads.to_dict()
     evals = config.get("evals") or {}
-    types = sorted({ev.type for ev in evals.values()}) or ["aesthetic"]
+    by_type = {}  # one run per evaluator type, with the options of its first eval config
+    for ev in evals.values():
+        by_type.setdefault(ev.type, ev)
+    by_type = by_type or {"aesthetic": ml_collections.ConfigDict(dict(type="aesthetic", split=split))}
     results = {}
     os.makedirs(out, exist_ok=True)
-    for ev_type in types:
-        metrics = get_evaluator(ev_type).run(
-            predictions=predictions, targets=targets, ids=targets["id"], outdir=out, prefix=split, heads=heads,
-            write_files=jax.process_index() == 0, plots=True)
+    for ev_type, ev in sorted(by_type.items()):
+        evaluator = get_evaluator(ev_type)
+        extra = {}
+        if hasattr(evaluator, "inputs"):  # e.g. patches: full-image predictions of the same images
+            extra = evaluator.inputs(ev, source=source, predict=functools.partial(predictor, state),
+                                     data_config=config.data, heads=heads, final=True)
+        prefix = split if ev_type == "aesthetic" else f"{split}_{ev_type}"  # their files must not collide
+        metrics = evaluator.run(
+            predictions=predictions, targets=targets, ids=targets["id"], outdir=out, prefix=prefix, heads=heads,
+            write_files=jax.process_index() == 0, plots=True, **extra)
         results.update({f"{split}/{k}": float(v) for k, v in metrics.items()})
     with open(os.path.join(out, f"{split}_summary.json"), "w") as f:
         json.dump({"model": os.path.abspath(model), "split": split, "num_examples": int(len(targets["id"])),

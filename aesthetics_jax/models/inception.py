@@ -216,6 +216,32 @@ def torchvision_conv_names(num_mixed: int = NUM_MIXED) -> list[str]:
     return list(_graph(num_mixed)[0].torch_names)
 
 
+def block_conv_indices(block: str, num_mixed: int = NUM_MIXED) -> list[int]:
+    """Creation indices i of the conv/BN pairs (`conv2d_{i}`, `batch_normalization_{i}`) of one mixed
+    block, named the torchvision way (`Mixed_7c`) or the Keras way (`mixed10`)."""
+    names = [m[0] for m in MIXED]
+    if block.startswith("mixed") and block[5:].isdigit() and int(block[5:]) < len(names):
+        block = names[int(block[5:])]
+    if block not in names[:num_mixed]:
+        raise ValueError(f"no mixed block {block!r} among the {num_mixed} kept ({names[:num_mixed]})")
+    return [i for i, n in enumerate(torchvision_conv_names(num_mixed)) if n.split(".")[0] == block]
+
+
+def top_blocks_regex(num_blocks: int, num_mixed: int = NUM_MIXED, prefix: str = "backbone/") -> str:
+    """A regex (`re.search`) matching exactly the parameters (and batch statistics) of the top
+    `num_blocks` kept mixed blocks: their convolution kernels and BatchNorm parameters.
+
+    `top_blocks_regex(2)` = the Keras fine-tuning guide's "top 2 inception blocks" (Keras `mixed9`,
+    `mixed10` = torchvision `Mixed_7b`, `Mixed_7c`, everything after Keras layer 249): conv/BN
+    pairs 76..93, i.e. `backbone/conv2d_76/kernel` ... `backbone/conv2d_93/kernel` and
+    `backbone/batch_normalization_76/bias` ... `_93/bias` (+ `/scale` in the torchvision layout).
+    """
+    if not 1 <= num_blocks <= num_mixed:
+        raise ValueError(f"num_blocks must be in 1..num_mixed={num_mixed}, got {num_blocks}")
+    indices = [i for m in MIXED[num_mixed - num_blocks:num_mixed] for i in block_conv_indices(m[0], num_mixed)]
+    return f"^{prefix}(conv2d|batch_normalization)_({'|'.join(map(str, indices))})/"
+
+
 class _FlaxOps:
     def __init__(self, module: "Inception", train: bool):
         self.module = module

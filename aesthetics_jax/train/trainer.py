@@ -114,6 +114,7 @@ class _Predictor:
         )
 
     def __call__(self, state, source):
+        """``(predictions, labels)`` of every example of ``source``, in source order."""
         data = self.config.data
         it = pipeline.make_iterator(
             source,
@@ -126,6 +127,7 @@ class _Predictor:
             shard_count=jax.process_count(),
             num_threads=data.get("num_threads", 4),
             pad_remainder=True,
+            keys=datasets.label_keys(source),
             eval_transform=data.get("eval_transform"),
         )
         preds, targets = [], []
@@ -150,6 +152,12 @@ def evaluate(state, predictor, sources, config, workdir, *, final: bool) -> dict
     for name, ev in config.evals.items():
         preds, targets = predictor(state, sources[ev.split])
         evaluator = get_evaluator(ev.type)
+        # An evaluator that needs more than one split's predictions (e.g. `patches`: the full images
+        # beside the patches) says so with `inputs(...)`, returning extra keyword arguments of `run`.
+        extra = {}
+        if hasattr(evaluator, "inputs"):
+            extra = evaluator.inputs(ev, source=sources[ev.split], predict=functools.partial(predictor, state),
+                                     data_config=config.data, heads=heads, final=final)
         metrics = evaluator.run(
             predictions=preds,
             targets=targets,
@@ -159,6 +167,7 @@ def evaluate(state, predictor, sources, config, workdir, *, final: bool) -> dict
             heads=heads,
             write_files=final and jax.process_index() == 0,
             plots=final and ev.get("plots", True),
+            **extra,
         )
         results.update({f"{name}/{k}": v for k, v in metrics.items()})
     return results
@@ -175,7 +184,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     # Data.
     prepared = datasets.prepare(config.data)
-    sources = {split: datasets.source(prepared, split) for split in datasets.splits(prepared)}
+    sources = {split: datasets.source(prepared, split, config.data) for split in datasets.splits(prepared)}
     train_source = sources[config.data.train_split]
     steps_per_epoch = max(len(train_source) // config.batch_size, 1)
     total_steps = config.get("total_steps") or int(config.num_epochs * steps_per_epoch)
@@ -217,7 +226,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         shard_count=jax.process_count(),
         num_threads=config.data.get("num_threads", 4),
         num_workers=config.data.get("num_workers", 0),
+        keys=datasets.label_keys(train_source),
     )
+    # Only the image and the loss targets go to the devices (ids etc. stay on the host).
+    device_keys = {"image"} | {term["target"] for term in config.losses.to_dict().values()}
 
     ckpt = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"),
@@ -253,9 +265,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     t_last, step_last = None, start_step
     t_start = time.time()
     for step in range(start_step + 1, total_steps + 1):
-        batch = sharding.put_batch(
-            {k: v for k, v in next(train_iter).items() if k not in ("id", "mask")}, mesh
-        )
+        batch = sharding.put_batch({k: v for k, v in next(train_iter).items() if k in device_keys}, mesh)
         state, metrics = train_step(state, batch, train_rng)
         for k, v in metrics.items():
             acc[k] = acc.get(k, 0.0) + v
@@ -318,7 +328,11 @@ def _print_report(results, workdir, config, ckpt_dir, final_path):
     for name, ev in config.evals.items():
         lines.append(f"  {name} metrics     {os.path.join(evaldir, name + '_metrics.json')}")
         lines.append(f"  {name} predictions {os.path.join(evaldir, name + '_predictions.csv')}")
+        if ev.type == "patches":
+            lines.append(f"  {name} table       {os.path.join(evaldir, name + '_table.md')}, "
+                         f"{os.path.join(evaldir, name + '_table.json')}")
         if ev.get("plots", True):
-            lines.append(f"  {name} plots       {os.path.join(evaldir, name + '_scatter.png')}, "
-                         f"{os.path.join(evaldir, name + '_hist.png')}")
+            plots = ("scatter",) if ev.type == "patches" else ("scatter", "hist")
+            lines.append(f"  {name} plots       " + ", ".join(os.path.join(evaldir, f"{name}_{kind}.png")
+                                                            for kind in plots))
     print("\n".join(lines), flush=True)
