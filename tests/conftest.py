@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("EPATH_USE_TF", "false")  # etils.epath probes for TensorFlow's gfile otherwise
 
 import importlib.abc
 import sys

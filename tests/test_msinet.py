@@ -361,3 +361,17 @@ def test_sources_need_tensorflow_and_exist(tmp_path, tensorflow_imports):
         convert_msinet.load_msinet(str(tmp_path / "nothing.ckpt"))
     with pytest.raises(ValueError, match="neither a SavedModel"):
         convert_msinet.load_msinet(str(tmp_path))
+
+
+def test_convert_cli(sources, tmp_path, capsys):
+    """`aesthetics-jax convert --from msi-net SRC --out DIR` (no --arch) writes the same weights."""
+    from aesthetics_jax.cli import main
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "msinet_cli"
+    assert main(["convert", "--from", "msi-net", sources["frozen-graphdef"], "--out", str(out)]) == 0
+    assert "--producer msinet --param weights=" in capsys.readouterr().out
+    params, meta = convert_msinet.load_converted(str(out))
+    assert meta["format"] and len(load_file(str(out / "msinet.safetensors"))) == 46
+    assert main(["convert", "--from", "msi-net", sources["frozen-graphdef"], "--out", str(out)]) == 2  # not empty
+    assert main(["convert", "--from", "keras", sources["frozen-graphdef"], "--out", str(tmp_path / "x")]) == 2  # --arch

@@ -70,7 +70,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "clip": dict(model=dict(name="clip", preprocess="clip"), image_size=224,
                  sources=("openai-clip", "open-clip", "hf-clip"), doc="CLIP image tower (+ full CLIP in OUT/clip)"),
 }
-SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip")
+SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip", "msi-net")
 # torchvision's documented eval resize per arch (the weights' `transforms()`: ImageClassification).
 TORCHVISION_RESIZE = {"inception": 342, "mobilenet_v2": 256, "mobilenet": 256}
 
@@ -190,8 +190,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--from", dest="source", required=True, choices=SOURCES)
-    p.add_argument("src", help="weight file (.h5/.hdf5/.weights.h5, .pth/.pt/.bin, .safetensors)")
-    p.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    p.add_argument("src", help="weight file (.h5/.hdf5/.weights.h5, .pth/.pt/.bin, .safetensors); msi-net: "
+                               "a TF checkpoint prefix/.index, a frozen .pb, or a SavedModel directory")
+    p.add_argument("--arch", default=None, choices=sorted(ARCHS), help="required except for --from msi-net")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option (backbone kwarg, or heads/dropout/preprocess), JSON-parsed")
@@ -217,6 +218,27 @@ def _bundle_data_config(image_size: int, transform: dict) -> dict:
             "resize_size": transform.get("resize_size", image_size), "eval_transform": transform}
 
 
+def _convert_msinet(args) -> int:
+    """MSI-Net saliency weights (TF formats, read with the [tf] extra) -> OUT/msinet.safetensors."""
+    from aesthetics_jax.convert import msinet
+
+    if os.path.exists(args.out) and os.listdir(args.out):
+        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+        return 2
+    try:
+        meta = msinet.convert(args.src, args.out, ignore=args.ignore)
+    except ImportError as e:
+        print(f"aesthetics-jax convert: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:
+        print(f"aesthetics-jax convert: {args.src} -> msi-net failed:\n{e}", file=sys.stderr)
+        return 1
+    print(f"converted {args.src} ({meta['format']}) -> {os.path.join(args.out, 'msinet.safetensors')}; use it: "
+          f"aesthetics-jax maps compute PHOTOS --out MAPS --producer msinet --param weights={args.out}  |  "
+          f"modalities.create('msinet', weights={args.out!r})")
+    return 0
+
+
 def _write_bundle(args, model_json: dict, image_size: int, transform: dict, params, batch_stats, source: dict,
                   conversion: dict) -> None:
     """Writes OUT as a verified model bundle (the output of a conversion with heads)."""
@@ -236,6 +258,11 @@ def _write_bundle(args, model_json: dict, image_size: int, transform: dict, para
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(argv)
+    if args.source == "msi-net":
+        return _convert_msinet(args)
+    if args.arch is None:
+        print(f"aesthetics-jax convert: --arch is required for --from {args.source}", file=sys.stderr)
+        return 2
     arch = ARCHS[args.arch]
     if args.source not in arch["sources"]:
         print(f"aesthetics-jax convert: --arch {args.arch} cannot come from --from {args.source} "
