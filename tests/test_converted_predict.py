@@ -121,3 +121,15 @@ def test_evaluate_uses_the_recorded_transform(idealo, tmp_path):
     paths = [str(tmp_path / "AVA" / "images" / f"{i}.jpg") for i in test_ids]
     predicted = [r["mean_score_prediction"] for r in predict_lib.predict(paths, idealo["bundle"])]
     np.testing.assert_allclose([evaluated[i] for i in test_ids], predicted, atol=1e-5)
+
+
+def test_onnx_export_records_the_transform(idealo, tmp_path):
+    import onnx
+
+    from aesthetics_jax.export import commands
+
+    out = str(tmp_path / "nima.onnx")
+    assert commands.main([idealo["bundle"], "--format", "onnx", "--out", out]) == 0
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert json.loads(meta["transform_spec"]) == {"name": "keras_load_img", "image_size": SIZE}
+    assert "NEAREST" in meta["transform"]

@@ -99,6 +99,15 @@ def apply_fn(model, variables, spec):
     return fn
 
 
+def transform_metadata(transform: dict) -> dict[str, str]:
+    """``transform`` (the bundle's recorded input transform, a spec of
+    ``data.preprocessing.TRANSFORMS``) in words and as JSON, for any runtime to reproduce."""
+    from aesthetics_jax.data import preprocessing
+
+    return {"transform": "decode to upright RGB; " + preprocessing.describe_transform(transform),
+            "transform_spec": json.dumps(transform)}
+
+
 def metadata(model, *, image_size: int, resize_size: int | None, input_dtype: str, layout: str,
              spec, extra: dict | None = None) -> dict[str, str]:
     heads = model_heads(model)
@@ -380,6 +389,7 @@ def export_bundle(bundle, path=None, **kwargs):
         image_size=bundle.image_size,
         resize_size=bundle.resize_size,
         path=path,
-        extra_metadata={"bundle_model_config": json.dumps(bundle.model_config, default=list)},
+        extra_metadata={"bundle_model_config": json.dumps(bundle.model_config, default=list),
+                        **transform_metadata(bundle.transform)},
         **kwargs,
     )

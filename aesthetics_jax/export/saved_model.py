@@ -60,4 +60,5 @@ def export_saved_model(model, variables, path, *, image_size: int, resize_size: 
 
 def export_bundle(bundle, path) -> str:
     return export_saved_model(bundle.create_model(), bundle.variables, path, image_size=bundle.image_size,
-                              resize_size=bundle.resize_size)
+                              resize_size=bundle.resize_size,
+                              extra_metadata=onnx_export.transform_metadata(bundle.transform))
