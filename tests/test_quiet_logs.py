@@ -39,11 +39,14 @@ def test_launch_is_quiet_by_default_and_verbose_on_request(tmp_path):
     assert ABSL_RECORD.search(verbose.stderr) and "checkpoint" in verbose.stderr.lower()
 
 
-def test_cli_global_options():
+def test_cli_global_options(monkeypatch):
+    monkeypatch.delenv(logging_setup.ENV, raising=False)
     assert cli._global_options(["--log_level=info", "predict", "x"]) == ("info", None, ["predict", "x"])
     assert cli._global_options(["--verbosity", "1", "models", "list"]) == (None, 1, ["models", "list"])
     assert logging_setup.resolve("INFO") == 20 and logging_setup.resolve(None, 1) == 10
-    assert logging_setup.resolve(None, None) == 30 or os.environ.get(logging_setup.ENV)
+    assert logging_setup.resolve(None, None) == 30  # quiet by default
+    monkeypatch.setenv(logging_setup.ENV, "debug")
+    assert logging_setup.resolve(None, None) == 10
     with pytest.raises(ValueError, match="log level 'loud'"):
         logging_setup.resolve("loud")
     assert cli.main(["--log_level=loud", "models", "list"]) == 2

@@ -61,6 +61,7 @@ import re
 from typing import Callable, Iterable
 
 import numpy as np
+from flax import traverse_util
 
 from aesthetics_jax.models import msinet as msinet_model
 
@@ -335,14 +336,7 @@ def map_candidates(candidates: list[_Candidate], fmt: str, *, ignore: Iterable[s
 
 def unflatten(flat: dict[str, np.ndarray]) -> dict:
     """`{'conv1/conv1_1/kernel': a}` -> `{'conv1': {'conv1_1': {'kernel': a}}}`."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *scopes, leaf = key.split("/")
-        for s in scopes:
-            node = node.setdefault(s, {})
-        node[leaf] = value
-    return out
+    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def load_msinet(src: str, *, ignore: Iterable[str] = ()) -> tuple[dict, dict]:

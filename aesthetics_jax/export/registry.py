@@ -30,6 +30,7 @@ from aesthetics_jax.export import bundle as bundle_lib
 
 SUFFIX = ".bundle"
 _LEGACY_SUFFIXES = ("", ".tar.gz", ".bundle.tar.gz", ".tgz")
+_NAME_SUFFIXES = (".bundle.tar.gz", ".tar.gz", ".tgz", SUFFIX)  # stripped from file names, longest first
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -63,7 +64,7 @@ def _entries() -> list[tuple[str, str]]:
         path = os.path.join(root, entry)
         if entry.startswith("."):
             continue
-        for suffix in (".bundle.tar.gz", ".tar.gz", ".tgz", SUFFIX):
+        for suffix in _NAME_SUFFIXES:
             if entry.endswith(suffix):
                 out.setdefault(entry[: -len(suffix)], path)
                 break
@@ -126,7 +127,7 @@ def add(path: str, name: str | None = None, *, force: bool = False) -> str:
                                      "pack a training workdir first: aesthetics-jax bundle pack WORKDIR --out B")
     if name is None:
         name = os.path.basename(os.path.normpath(path))
-        for suffix in (".bundle.tar.gz", ".tar.gz", ".tgz", SUFFIX):
+        for suffix in _NAME_SUFFIXES:
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
                 break
