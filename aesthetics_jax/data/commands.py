@@ -1,10 +1,12 @@
-"""``aesthetics-jax data build ava|eva|aadb|demo|eva_patches ...``: prepare a dataset from a local copy.
+"""``aesthetics-jax data build ava|eva|aadb|demo|demo_eva|eva_patches ...``: prepare a dataset from a local copy.
 
     aesthetics-jax data build ava  --manual_dir /data/AVA  --data_dir /data/tfds [--val_fraction 0.05 --seed 0]
     aesthetics-jax data build eva  --manual_dir /data/eva-dataset --data_dir /data/tfds \\
-                                   [--val_fraction 0.1 --test_fraction 0.1 --seed 0 --unit]
+                                   [--val_fraction 0.1 --test_fraction 0.1 --seed 0 --unit | --split_file F]
     aesthetics-jax data build aadb --manual_dir /data/AADB --data_dir /data/tfds
     aesthetics-jax data build demo --data_dir /data/tfds          (renders the demo photos first)
+    aesthetics-jax data build demo_eva --data_dir /data/tfds      (the demo photos in EVA's format, built
+                                   by the EVA builder into <data_dir>/demo_eva with whole photos held out)
     aesthetics-jax data build eva_patches --data_dir /data/tfds [--parent_config default] [--maps_dir M] \\
                                    [--patches_per_image 5 --top_focus 0.5 --sampling component_then_pixel \\
                                     --seed 0 --producer spectral --param k=v --shard I/N]
@@ -34,7 +36,7 @@ import sys
 
 __all__ = ["main", "build"]
 
-DATASETS = ("ava", "eva", "aadb", "demo", "eva_patches")
+DATASETS = ("ava", "eva", "aadb", "demo", "demo_eva", "eva_patches")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0,
                        help="split seed (ava validation, eva splits); eva_patches: patch sampling seed")
     build.add_argument("--unit", action="store_true", help="eva: scores rescaled to [0, 1]")
+    build.add_argument("--split_file", default="",
+                       help="eva: CSV id,split (in manual_dir or absolute) fixing the split instead of the draw")
     build.add_argument("--resize_shorter", type=int, default=0, help="store shorter side N (0 = original size)")
     build.add_argument("--inspect_shard", default=None, metavar="I/N",
                        help="only check slice I of N of the images into the cache, then exit")
@@ -94,6 +98,14 @@ def build(args: argparse.Namespace):
         print(f"demo: {summary['num_images']} images rendered in {manual_dir}", flush=True)
         return ava.build_ava(manual_dir, os.path.join(data_dir, "demo"), val_fraction=args.val_fraction or 0.0,
                              seed=args.seed, resize_shorter=args.resize_shorter, progress=progress)
+    if args.dataset == "demo_eva":
+        from aesthetics_jax.data.builders import demo_eva, eva  # pylint: disable=g-import-not-at-top
+
+        manual_dir = os.path.join(data_dir, "demo_eva", "raw")
+        summary = demo_eva.build_demo_eva(manual_dir)
+        print(f"demo_eva: {summary['num_images']} images rendered in {manual_dir}", flush=True)
+        return eva.build_eva(manual_dir, os.path.join(data_dir, "demo_eva"), unit=args.unit,
+                             resize_shorter=args.resize_shorter, split_file=demo_eva.SPLIT_FILE, progress=progress)
     if not args.manual_dir:
         raise SystemExit(f"aesthetics-jax data build {args.dataset}: --manual_dir is required")
     manual_dir = os.path.abspath(os.path.expanduser(args.manual_dir))
@@ -110,7 +122,7 @@ def build(args: argparse.Namespace):
         return eva.build_eva(manual_dir, data_dir,
                              val_fraction=0.1 if args.val_fraction is None else args.val_fraction,
                              test_fraction=args.test_fraction, seed=args.seed, unit=args.unit,
-                             resize_shorter=args.resize_shorter, progress=progress)
+                             resize_shorter=args.resize_shorter, split_file=args.split_file, progress=progress)
     from aesthetics_jax.data.builders import aadb  # pylint: disable=g-import-not-at-top
 
     return aadb.build_aadb(manual_dir, data_dir, resize_shorter=args.resize_shorter, progress=progress)

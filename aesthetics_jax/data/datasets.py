@@ -10,6 +10,11 @@
     eva    the EVA builder over ``manual_dir`` (the unpacked EVA repository), built into
            ``data_dir`` with the by-image split ``val_fraction`` / ``test_fraction`` /
            ``split_seed`` (and ``resize_shorter``, 0 = stored as is).
+           With ``config.data.demo`` (the ``demo_eva.build_demo_eva`` parameters) and no
+           manual_dir: the embedded demo photographs in EVA's on-disk format, rendered into
+           ``<data_dir>/demo_eva/raw`` and built by the *same* EVA builder into
+           ``<data_dir>/demo_eva`` with the demo's split file (whole base photos held out).
+           ``split_file`` (CSV id,split, relative to manual_dir) fixes a real EVA split.
     eva_patches
            the saliency-patch build over that EVA build (both prepared here, in ``data_dir``):
            ``config.data.patches`` holds the ``eva_patches.build_eva_patches`` options
@@ -61,19 +66,35 @@ def _log_skipped(builder) -> None:
                         os.path.join(builder.data_dir, base.SKIPPED_REPORT))
 
 
-def _prepare_eva(data_config, data_dir: str):
-    from aesthetics_jax.data.builders import eva  # pylint: disable=g-import-not-at-top
+def _eva_location(data_config, data_dir: str) -> tuple[str, str, str]:
+    """(manual_dir, TFDS data_dir, split_file) of an EVA-family config; renders the demo if asked."""
+    demo_params = data_config.get("demo")
+    if demo_params and not data_config.get("manual_dir"):
+        from aesthetics_jax.data.builders import demo_eva  # pylint: disable=g-import-not-at-top
 
+        manual_dir = os.path.join(data_dir, "demo_eva", "raw")
+        summary = demo_eva.build_demo_eva(manual_dir, **dict(demo_params))
+        logging.info("demo EVA dataset: %d images %s in %s", summary["num_images"], summary["split_counts"],
+                     manual_dir)
+        return manual_dir, os.path.join(data_dir, "demo_eva"), demo_eva.SPLIT_FILE
     if not data_config.get("manual_dir"):
         raise ValueError("config.data.manual_dir must name the EVA directory (data/votes_filtered.csv, "
                          "images/EVA_together/, ...)")
+    return data_config.manual_dir, data_dir, data_config.get("split_file", "")
+
+
+def _prepare_eva(data_config, data_dir: str):
+    from aesthetics_jax.data.builders import eva  # pylint: disable=g-import-not-at-top
+
+    manual_dir, tfds_dir, split_file = _eva_location(data_config, data_dir)
     builder = eva.build_eva(
-        data_config.manual_dir, data_dir,
+        manual_dir, tfds_dir,
         val_fraction=data_config.get("val_fraction", 0.1),
         test_fraction=data_config.get("test_fraction", 0.1),
         seed=data_config.get("split_seed", 0),
         unit=False,  # raw means stored; ScoresSource scales them per config (one build serves both)
         resize_shorter=data_config.get("resize_shorter", 0),
+        split_file=split_file,
     )
     _log_skipped(builder)
     return builder
@@ -83,6 +104,7 @@ def _prepare_eva_patches(data_config, data_dir: str):
     from aesthetics_jax.data.builders import eva_patches  # pylint: disable=g-import-not-at-top
 
     parent = _prepare_eva(data_config, data_dir)
+    data_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.fspath(parent.data_dir))))  # <dir>/eva/<cfg>/<v>
     options = dict(data_config.get("patches") or {})
     unknown = sorted(set(options) - set(PATCH_OPTIONS))
     if unknown:

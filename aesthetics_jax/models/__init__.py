@@ -21,7 +21,7 @@ imported only when it is created. Backbone kwargs:
   inception      InceptionV3: layout='keras' (BN without gamma, pooling excludes padding) |
                  'torchvision' (BN gamma, count_include_pad pooling), transform_input=False
                  (torchvision's ImageNet-mean/std -> [-1, 1] remap), num_mixed=11 (fewer: tiny
-                 test variant); feature_map = last kept mixed block (Grad-CAM target)
+                 test variant), width=1.0 (filter multiplier: reduced demo model); feature_map = last kept mixed block (Grad-CAM target)
   clip           CLIP image tower: variant='vit_b16' (vit_b32, vit_b16, vit_l14, vit_l14_336, tiny),
                  pooled='projected' | 'pre_projection', attention=None|'xla'|'cudnn',
                  pad_tokens_to=0, overrides image_size, patch_size, width, layers, num_heads,

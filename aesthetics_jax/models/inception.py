@@ -37,7 +37,10 @@ normalised input to the [-1, 1] scaling the Google weights expect, channel by ch
 
 `num_mixed` (0..11) keeps the stem and the first `num_mixed` mixed blocks: a tiny variant for tests
 with the same names as the full model (Keras parity: a sub-model ending at `mixed{num_mixed-1}`).
-Minimum input size is 75 px (Keras' `min_size`).
+`width` multiplies every convolution's filter count (`scaled_filters`: rounded to a multiple of 8,
+at least 8; width 1 is the published model, the only one with ImageNet weights): with `num_mixed`
+it makes the reduced InceptionV3 that demos train from scratch on a CPU (same graph and names,
+fewer channels). Minimum input size is 75 px (Keras' `min_size`).
 
 Output: `{'feature_map': output of the last kept mixed block [B, h, w, C] (8x8x2048 at 299 px),
 compute dtype -- the Grad-CAM target, 'pooled': its global average [B, C] float32}`.
@@ -70,6 +73,11 @@ MIXED = (
     ("Mixed_7b", "E", None),
     ("Mixed_7c", "E", None),
 )
+
+
+def scaled_filters(filters: int, width: float) -> int:
+    """`filters * width` rounded to the nearest multiple of 8, at least 8 (width 1: unchanged)."""
+    return max(8, int(filters * width / 8 + 0.5) * 8)
 
 
 def keras_conv_name(i: int) -> str:
@@ -253,7 +261,7 @@ class _FlaxOps:
         i = self.count
         self.count += 1
         x = nn.Conv(
-            filters,
+            scaled_filters(filters, m.width),
             kernel,
             strides=(stride, stride),
             padding=padding,
@@ -302,6 +310,7 @@ class Inception(nn.Module):
     layout: str = "keras"
     transform_input: bool = False
     num_mixed: int = NUM_MIXED
+    width: float = 1.0
     dtype: Any = jnp.float32
 
     def keras_module_order(self) -> list[str]:
@@ -315,6 +324,8 @@ class Inception(nn.Module):
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if not 0 <= self.num_mixed <= NUM_MIXED:
             raise ValueError(f"num_mixed must be in 0..{NUM_MIXED}, got {self.num_mixed}")
+        if not self.width > 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
         if min(x.shape[1:3]) < 75:
             raise ValueError(f"InceptionV3 needs inputs of at least 75x75 pixels, got {x.shape[1:3]}")
         if self.transform_input:

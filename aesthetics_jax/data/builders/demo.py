@@ -102,7 +102,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["BasePhoto", "BASE_PHOTOS", "DEGRADATIONS", "available_base_photos", "build_demo_ava"]
+__all__ = ["BasePhoto", "BASE_PHOTOS", "DEGRADATIONS", "WEIGHTS", "available_base_photos", "build_demo_ava", "combined_penalty",
+           "crop_and_resize", "degrade", "draw_degradations", "load_photo", "split_groups"]
 
 _FORMAT_VERSION = 5
 _MARKER = ".demo_complete.json"
@@ -124,7 +125,7 @@ _CROP_AREA_RANGE = (0.35, 1.0)
 
 # Application order and full cost (points on the 1..10 scale).
 DEGRADATIONS = ("haze", "blur", "exposure", "cast", "noise", "jpeg")
-_WEIGHTS = {"haze": 1.5, "blur": 4.5, "exposure": 2.0, "cast": 1.0, "noise": 4.0, "jpeg": 4.0}
+WEIGHTS = {"haze": 1.5, "blur": 4.5, "exposure": 2.0, "cast": 1.0, "noise": 4.0, "jpeg": 4.0}
 
 # Small tag / challenge tables in AVA's `id name` format (names follow AVA's vocabulary).
 _TAGS = (
@@ -194,7 +195,7 @@ def available_base_photos() -> list[BasePhoto]:
     return list(BASE_PHOTOS)
 
 
-def _load_photo(photo: BasePhoto) -> np.ndarray:
+def load_photo(photo: BasePhoto) -> np.ndarray:
     """uint8 HxW (greyscale) or HxWx3 (BGR, the channel order cv2 encodes) array of a base photo.
 
     Read with Pillow (a scikit-image dependency), which decodes the wheels' PNGs without libpng's
@@ -212,7 +213,7 @@ def _load_photo(photo: BasePhoto) -> np.ndarray:
 # Rendering one version.
 
 
-def _crop_and_resize(photo: np.ndarray, rng: np.random.Generator, image_size: int):
+def crop_and_resize(photo: np.ndarray, rng: np.random.Generator, image_size: int):
     height, width = photo.shape[:2]
     aspect = _CROP_ASPECTS[rng.integers(len(_CROP_ASPECTS))]  # width / height
     max_h = min(height, width / aspect)
@@ -238,7 +239,7 @@ def _chroma_gains(angle: float) -> np.ndarray:
     return math.cos(angle) * red_axis + math.sin(angle) * green_axis
 
 
-def _degrade(image: np.ndarray, kinds: Sequence[str], severities: dict, rng: np.random.Generator):
+def degrade(image: np.ndarray, kinds: Sequence[str], severities: dict, rng: np.random.Generator):
     """Applies `kinds` in DEGRADATIONS order and JPEG-encodes the result: (bytes, params, channels)."""
     x = image.astype(np.float32)
     params = dict(haze_amount=0.0, haze_level=0.0, blur_sigma=0.0, exposure_ev=0.0, cast_strength=0.0,
@@ -280,6 +281,18 @@ def _degrade(image: np.ndarray, kinds: Sequence[str], severities: dict, rng: np.
     return jpeg.tobytes(), params, 1 if pixels.ndim == 2 else 3
 
 
+def draw_degradations(rng: np.random.Generator) -> tuple[list[str], dict[str, float]]:
+    """0-3 degradation kinds (in DEGRADATIONS order) and their severities, as the docstring draws them."""
+    k = int(rng.choice(len(_NUM_DEGRADATIONS_P), p=_NUM_DEGRADATIONS_P))
+    kinds = [DEGRADATIONS[i] for i in sorted(rng.choice(len(DEGRADATIONS), size=k, replace=False))]
+    return kinds, {kind: float(rng.uniform(*_SEVERITY_RANGE)) for kind in kinds}
+
+
+def combined_penalty(penalties) -> float:
+    """Sub-additive combination P = P_max (1 - prod (1 - p_i / P_max)) of per-degradation costs."""
+    return _MAX_PENALTY * (1.0 - float(np.prod([1.0 - p / _MAX_PENALTY for p in penalties])))
+
+
 def _votes(q: float, rng: np.random.Generator):
     n = int(rng.integers(_VOTES_RANGE[0], _VOTES_RANGE[1] + 1))
     rater_sd = float(rng.uniform(*_RATER_SD_RANGE))
@@ -291,15 +304,12 @@ def _render_version(photo_pixels, photo: BasePhoto, base_offset: float, seed: in
                     version: int, image_size: int):
     """One demo image: (jpeg bytes, histogram, manifest row without id/split)."""
     rng = np.random.default_rng([seed, photo_index, version])
-    image, crop = _crop_and_resize(photo_pixels, rng, image_size)
-    k = int(rng.choice(len(_NUM_DEGRADATIONS_P), p=_NUM_DEGRADATIONS_P))
-    kinds = [DEGRADATIONS[i] for i in sorted(rng.choice(len(DEGRADATIONS), size=k, replace=False))]
-    severities = {kind: float(rng.uniform(*_SEVERITY_RANGE)) for kind in kinds}
-    jpeg, params, channels = _degrade(image, kinds, severities, rng)
+    image, crop = crop_and_resize(photo_pixels, rng, image_size)
+    kinds, severities = draw_degradations(rng)
+    jpeg, params, channels = degrade(image, kinds, severities, rng)
 
-    penalties = {kind: _WEIGHTS[kind] * s for kind, s in severities.items()}
-    survive = np.prod([1.0 - p / _MAX_PENALTY for p in penalties.values()])
-    penalty = _MAX_PENALTY * (1.0 - float(survive))
+    penalties = {kind: WEIGHTS[kind] * s for kind, s in severities.items()}
+    penalty = combined_penalty(penalties.values())
     composition = float(rng.normal(0.0, _COMPOSITION_SD))
     q = _BASE_QUALITY + base_offset + composition - penalty
     histogram, rater_sd = _votes(q, rng)
@@ -325,7 +335,7 @@ def _render_version(photo_pixels, photo: BasePhoto, base_offset: float, seed: in
 # The dataset.
 
 
-def _split_groups(photos: Sequence[BasePhoto], greyscale: dict[str, bool], seed: int, test_fraction: float) -> set[str]:
+def split_groups(photos: Sequence[BasePhoto], greyscale: dict[str, bool], seed: int, test_fraction: float) -> set[str]:
     """Test groups, stratified by colour: `test_fraction` of the colour groups and of the greyscale
     groups (at least one of each stratum that has two or more groups), by a seeded permutation."""
     groups = sorted({p.group for p in photos})
@@ -404,8 +414,8 @@ def build_demo_ava(
     os.makedirs(os.path.join(out_dir, "images"))
     os.makedirs(os.path.join(out_dir, "aesthetics_image_lists"))
 
-    pixels_of = {photo.name: _load_photo(photo) for photo in photos}
-    test_groups = _split_groups(photos, {n: a.ndim == 2 for n, a in pixels_of.items()}, seed, test_fraction)
+    pixels_of = {photo.name: load_photo(photo) for photo in photos}
+    test_groups = split_groups(photos, {n: a.ndim == 2 for n, a in pixels_of.items()}, seed, test_fraction)
     offset_rng = np.random.default_rng([seed, 0x0FF5E7])
     offsets = np.clip(offset_rng.normal(0.0, _BASE_OFFSET_SD, len(photos)), -_BASE_OFFSET_MAX, _BASE_OFFSET_MAX)
 

@@ -42,6 +42,14 @@ checked, so a broken or later-repaired image file never moves other images betwe
 It is stored with the dataset: as the TFDS splits, and as `splits.csv` (id, split) beside the
 array_record files (`split_ids(builder)` reads it) for later stages that work outside TFDS.
 
+A fixed split instead of the draw: `split_file`, a CSV with header `id,split` (split one of
+train / validation / test; a path relative to manual_dir, or absolute), e.g. a published split or
+one that keeps all photos of a scene or a photographer together (the demo's `demo_split.csv` holds
+out whole base photos). Every image with a valid vote must be listed; an image that is not
+is skipped with reason `not_in_split_file`, and a malformed row is an error naming the file and
+line. The config is named after the file's stem (`..._split-<stem>`): a changed file under the same
+name needs the build deleted, as a changed manual_dir does.
+
 Bad rows and images are skipped and listed in `skipped.csv` (id, line, file, reason, detail) with
 counts in `info.metadata` (`skipped`, `num_skipped`, `reencoded`, `num_votes_read`, ...):
 
@@ -53,6 +61,7 @@ counts in `info.metadata` (`skipped`, `num_skipped`, `reencoded`, `num_votes_rea
     bad_factor_flag      a factor flag that is not 0 or 1
     duplicate_vote       the same rater voting twice on an image: the first vote (lowest line)
                          is kept, later ones are reported with the first one's line
+    not_in_split_file    an image with votes that `split_file` does not list
     bad_category_row     a category row without an integer id and a category 1..6
     duplicate_category   an image listed twice in the category file (first row kept)
     + the image reasons of aesthetics_jax.data.image_io (missing_image, empty_image, not_jpeg,
@@ -73,7 +82,7 @@ import tensorflow_datasets as tfds
 from aesthetics_jax.data import image_io
 from aesthetics_jax.data.builders import base
 
-__all__ = ["Eva", "EvaConfig", "build_eva", "config_for", "split_ids", "SCORE_NAMES", "SCORE_RANGES",
+__all__ = ["Eva", "EvaConfig", "build_eva", "config_for", "read_split_file", "split_ids", "SCORE_NAMES", "SCORE_RANGES",
            "CATEGORY_NAMES", "FACTOR_NAMES", "SPLITS_FILE"]
 
 SPLITS_FILE = "splits.csv"
@@ -97,10 +106,18 @@ class EvaConfig(tfds.core.BuilderConfig):
     seed: int = 0
     unit: bool = False
     resize_shorter: int = 0
+    split_file: str = ""  # CSV id,split fixing the split (module docstring); "" = the seeded draw
 
 
-def _config_name(val_fraction, test_fraction, seed, unit, resize_shorter) -> str:
-    if (val_fraction, test_fraction, seed) == (0.1, 0.1, 0):
+def _split_file_stem(split_file: str) -> str:
+    stem = os.path.splitext(os.path.basename(split_file))[0]
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in stem) or "split"
+
+
+def _config_name(val_fraction, test_fraction, seed, unit, resize_shorter, split_file="") -> str:
+    if split_file:
+        name = f"split-{_split_file_stem(split_file)}"
+    elif (val_fraction, test_fraction, seed) == (0.1, 0.1, 0):
         name = "default"
     else:
         name = f"val{val_fraction:g}_test{test_fraction:g}_seed{seed}".replace(".", "p").replace("-", "m")
@@ -271,11 +288,21 @@ class Eva(base.CheckedBuilder):
 
         config = self.builder_config
         ids = np.array(sorted(votes), np.int64)
-        n_test = int(round(config.test_fraction * len(ids)))
-        n_val = int(round(config.val_fraction * len(ids)))
-        order = np.random.default_rng(config.seed).permutation(ids).tolist()
-        for k, image_id in enumerate(order):
-            self._split_of[image_id] = "test" if k < n_test else "validation" if k < n_test + n_val else "train"
+        if config.split_file:
+            fixed = read_split_file(os.path.join(root, config.split_file))
+            for image_id in ids.tolist():
+                if image_id in fixed:
+                    self._split_of[image_id] = fixed[image_id]
+                else:
+                    self._skip(image_id, votes[image_id][0].line, votes_rel, "not_in_split_file",
+                               f"{config.split_file} does not list this image")
+            ids = np.array([i for i in ids.tolist() if i in self._split_of], np.int64)
+        else:
+            n_test = int(round(config.test_fraction * len(ids)))
+            n_val = int(round(config.val_fraction * len(ids)))
+            order = np.random.default_rng(config.seed).permutation(ids).tolist()
+            for k, image_id in enumerate(order):
+                self._split_of[image_id] = "test" if k < n_test else "validation" if k < n_test + n_val else "train"
 
         entries = [(i, votes[i][0].line, f"{image_dir}/{i}.jpg", os.path.join(root, image_dir, f"{i}.jpg"))
                    for i in ids.tolist()]
@@ -284,7 +311,10 @@ class Eva(base.CheckedBuilder):
             if inspection:
                 good[self._split_of[image_id]].append((image_id, path, inspection))
         self._stats["split_images"] = {name: len(rows) for name, rows in good.items()}
-        fractions = {"validation": config.val_fraction, "test": config.test_fraction, "train": 1.0}
+        if config.split_file:
+            fractions = {name: float(name in set(self._split_of.values())) for name in good}
+        else:
+            fractions = {"validation": config.val_fraction, "test": config.test_fraction, "train": 1.0}
         return {name: self._generate_examples(rows, votes, categories) for name, rows in good.items()
                 if rows or fractions[name] > 0}
 
@@ -331,7 +361,7 @@ class Eva(base.CheckedBuilder):
         config = self.builder_config
         return dict(splits_file=SPLITS_FILE, val_fraction=float(config.val_fraction),
                     test_fraction=float(config.test_fraction), seed=int(config.seed), unit=bool(config.unit),
-                    score_names=list(SCORE_NAMES))
+                    split_file=config.split_file, score_names=list(SCORE_NAMES))
 
 
 def _find(root: str, candidates) -> str | None:
@@ -342,34 +372,60 @@ def _find(root: str, candidates) -> str | None:
 
 
 def config_for(val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, unit: bool = False,
-               resize_shorter: int = 0) -> EvaConfig:
+               resize_shorter: int = 0, split_file: str = "") -> EvaConfig:
     """The predefined config with these values, or a custom one named after them."""
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise ValueError(f"need val_fraction, test_fraction >= 0 with sum < 1, got {val_fraction}, {test_fraction}")
     if resize_shorter < 0:
         raise ValueError(f"resize_shorter must be >= 0 (0 = original size), got {resize_shorter}")
-    name = _config_name(val_fraction, test_fraction, seed, unit, resize_shorter)
+    name = _config_name(val_fraction, test_fraction, seed, unit, resize_shorter, split_file)
     predefined = Eva.builder_configs.get(name)
     if predefined is not None:
         return predefined
+    description = (f"split fixed by {split_file}" if split_file else
+                   f"by-image split val {val_fraction:g} / test {test_fraction:g}, seed {seed}")
     return EvaConfig(name=name, val_fraction=float(val_fraction), test_fraction=float(test_fraction), seed=int(seed),
-                     unit=bool(unit), resize_shorter=int(resize_shorter),
-                     description=f"by-image split val {val_fraction:g} / test {test_fraction:g}, seed {seed}")
+                     unit=bool(unit), resize_shorter=int(resize_shorter), split_file=os.fspath(split_file),
+                     description=description)
 
 
 def build_eva(manual_dir, data_dir, *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-              unit: bool = False, resize_shorter: int = 0, progress: bool = False) -> Eva:
+              unit: bool = False, resize_shorter: int = 0, split_file: str = "", progress: bool = False) -> Eva:
     """Prepares EVA from `manual_dir` into `data_dir` (nothing is downloaded); returns the builder.
 
     Idempotent: an existing build of the same config is reused as is (delete
-    `<data_dir>/eva/<config>` to rebuild after changing manual_dir).
+    `<data_dir>/eva/<config>` to rebuild after changing manual_dir). `split_file` (relative to
+    manual_dir, or absolute) fixes the split instead of the seeded draw (module docstring).
     """
+    if split_file and not os.path.isfile(os.path.join(os.fspath(manual_dir), split_file)):
+        raise FileNotFoundError(f"split_file {split_file} not found (relative paths are in manual_dir {manual_dir})")
     builder = Eva(data_dir=os.fspath(data_dir),
-                  config=config_for(val_fraction, test_fraction, seed, unit, resize_shorter))
+                  config=config_for(val_fraction, test_fraction, seed, unit, resize_shorter, split_file))
     builder.inspect_progress = "eva" if progress else None
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
     return builder
+
+
+def read_split_file(path: str) -> dict[int, str]:
+    """{image id: split} of a `split_file` (CSV `id,split`); ValueError naming the line if malformed."""
+    fixed: dict[int, str] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = [v.strip() for v in next(reader, [])]
+        if header[:2] != ["id", "split"]:
+            raise ValueError(f"{path} line 1: header must start with id,split, got {header}")
+        for line_no, fields in enumerate(reader, start=2):
+            if not fields or not any(v.strip() for v in fields):
+                continue
+            image_id, split = fields[0].strip(), fields[1].strip() if len(fields) > 1 else ""
+            if not image_id.isdigit() or split not in ("train", "validation", "test"):
+                raise ValueError(f"{path} line {line_no}: need an integer id and train/validation/test, "
+                                 f"got {','.join(fields)!r}")
+            if int(image_id) in fixed and fixed[int(image_id)] != split:
+                raise ValueError(f"{path} line {line_no}: id {image_id} listed in two splits")
+            fixed[int(image_id)] = split
+    return fixed
 
 
 def split_ids(builder: tfds.core.DatasetBuilder) -> dict[int, str]:
