@@ -1,11 +1,13 @@
 """aesthetics_jax: image aesthetic assessment in JAX/Flax.
 
-Importing the package is cheap: it imports nothing but this file. ``aesthetics_jax.predict`` is
-loaded on first access (module-level ``__getattr__``) and is callable, so both spellings work::
+Importing the package is cheap: it imports nothing but this file. ``aesthetics_jax.predict`` and
+``aesthetics_jax.explain`` are loaded on first access (module-level ``__getattr__``) and are
+callable, so both spellings work::
 
     import aesthetics_jax
     results = aesthetics_jax.predict("photos/", model="nima.bundle")   # the one-line API
     from aesthetics_jax.predict import predict, Predictor               # the module's contents
+    items = aesthetics_jax.explain("photos/", model="nima.bundle", method="gradcam")
 
 Nothing here (or in predict) imports TensorFlow.
 """
@@ -16,7 +18,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("predict",)
+_LAZY_SUBMODULES = ("predict", "explain")
 
 
 def __getattr__(name: str):

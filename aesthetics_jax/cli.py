@@ -17,12 +17,13 @@ import sys
 from aesthetics_jax import logging_setup
 
 COMMANDS = {
-    "data": ("aesthetics_jax.data.commands", "build datasets: data build ava|eva|aadb|demo|eva_patches ..."),
+    "data": ("aesthetics_jax.data.commands", "build datasets: data build ava|eva|aadb|demo|demo_eva|eva_patches ..."),
     "maps": ("aesthetics_jax.modalities.commands", "saliency / modality maps of folders or builds as PNGs"),
     "convert": ("aesthetics_jax.convert.commands", "import Keras / torch / CLIP weights"),
     "evaluate": ("aesthetics_jax.evaluate.commands", "score a dataset split with a bundle or workdir"),
     "export": ("aesthetics_jax.export.commands", "export a model to ONNX or TF SavedModel"),
     "predict": ("aesthetics_jax.predict", "score images with a model bundle"),
+    "explain": ("aesthetics_jax.explain.commands", "Grad-CAM maps per output, agreement with human saliency, faithfulness"),
     "bundle": ("aesthetics_jax.export.bundle", "pack / verify shareable model bundles"),
     "models": ("aesthetics_jax.export.registry", "the local model registry: models list | add | remove"),
 }

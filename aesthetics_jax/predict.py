@@ -406,8 +406,8 @@ def _csv_row(item: dict, header: list[str]) -> list:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled = total, enabled
+    def __init__(self, total: int, enabled: bool, label: str = "predict"):
+        self.total, self.enabled, self.label = total, enabled, label
         self.tty = enabled and sys.stderr.isatty()
         self.start = time.time()
         self.last = 0.0
@@ -423,7 +423,7 @@ class _Progress:
         width = 30
         filled = int(width * done / max(self.total, 1))
         bar = "#" * filled + "." * (width - filled)
-        line = f"predict [{bar}] {done}/{self.total} images, {rate:.1f} img/s, {errors} failed"
+        line = f"{self.label} [{bar}] {done}/{self.total} images, {rate:.1f} img/s, {errors} failed"
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if final else ""))
         else:

@@ -10,9 +10,10 @@ evaluator module exposes ``run(*, predictions, targets, ids, outdir, prefix, hea
 
 An evaluator that needs more than the predictions on its own split (``patches``: full-image
 predictions beside the patch predictions) also exposes ``inputs(ev, *, source, predict,
-data_config, heads, final) -> dict``: the trainer calls it with the eval config, the split's source
-and a ``predict(source) -> (predictions, labels)`` function of the current parameters, and passes
-the returned keyword arguments on to ``run``.
+data_config, heads, final, model, variables) -> dict``: the trainer calls it with the eval config,
+the split's source, a ``predict(source) -> (predictions, labels)`` function of the current
+parameters, the Flax model and its current variables (``explain``: the maps need gradients), and
+passes the returned keyword arguments on to ``run``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["EVALUATORS", "get_evaluator"]
 EVALUATORS: dict[str, str] = {
     "aesthetic": "aesthetics_jax.evaluate.aesthetic",
     "patches": "aesthetics_jax.evaluate.patches",
+    "explain": "aesthetics_jax.evaluate.explain",
 }
 
 

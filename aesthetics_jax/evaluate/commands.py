@@ -76,7 +76,8 @@ def evaluate_model(model: str, *, split: str = "test", out: str, step: str = "la
         extra = {}
         if hasattr(evaluator, "inputs"):  # e.g. patches: full-image predictions of the same images
             extra = evaluator.inputs(ev, source=source, predict=functools.partial(predictor, state),
-                                     data_config=config.data, heads=heads, final=True)
+                                     data_config=config.data, heads=heads, final=True, model=model_def,
+                                     variables={"params": state.params, "batch_stats": state.batch_stats})
         prefix = split if ev_type == "aesthetic" else f"{split}_{ev_type}"  # their files must not collide
         metrics = evaluator.run(
             predictions=predictions, targets=targets, ids=targets["id"], outdir=out, prefix=prefix, heads=heads,

@@ -209,9 +209,9 @@ def read_full_predictions(path: str, head: str, names: list[str]) -> dict[str, n
 # Trainer hook
 
 
-def inputs(ev, *, source, predict, data_config, heads, final: bool) -> dict[str, Any]:
+def inputs(ev, *, source, predict, data_config, heads, final: bool, model=None, variables=None) -> dict[str, Any]:
     """The ``full`` predictions and ``run`` options for eval config ``ev`` (module docstring)."""
-    del final
+    del final, model, variables
     head, names = _scores_head(heads, ev.get("head"))
     full_from = ev.get("full_from", "") or ""
     if not full_from:

@@ -104,6 +104,7 @@ class _Predictor:
     """Runs a jitted ``eval_step`` over a split: pads the last batch, gathers, unpads."""
 
     def __init__(self, model, mesh, config):
+        self.model = model
         self.mesh = mesh
         self.config = config
         self.batch_size = config.get("eval_batch_size") or config.batch_size
@@ -157,7 +158,8 @@ def evaluate(state, predictor, sources, config, workdir, *, final: bool) -> dict
         extra = {}
         if hasattr(evaluator, "inputs"):
             extra = evaluator.inputs(ev, source=sources[ev.split], predict=functools.partial(predictor, state),
-                                     data_config=config.data, heads=heads, final=final)
+                                     data_config=config.data, heads=heads, final=final, model=predictor.model,
+                                     variables={"params": state.params, "batch_stats": state.batch_stats})
         metrics = evaluator.run(
             predictions=preds,
             targets=targets,
