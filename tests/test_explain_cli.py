@@ -82,6 +82,7 @@ def test_cli_on_the_six_score_model(workdirs, photos, tmp_path, capsys):
     assert all(abs(float(r["auc_judd"]) - 0.5) < 0.05 for r in uniform)  # chance, by construction
     faith = list(csv.DictReader(open(out / "faithfulness.csv")))
     assert len(faith) == 3 * 2 * 2 and all(np.isfinite(float(r["random_deletion_auc"])) for r in faith)
+    assert all(float(r[c]) >= 0 for r in faith for c in ("deletion_change", "insertion_gap", "random_insertion_gap"))
     assert (out / "summary.md").read_text().startswith("# Explanations of")
 
 

@@ -14,8 +14,8 @@ compute`` writes them for a build). Only at the final evaluation unless ``every_
 Metrics (means over the images): ``<method>/<output>/<metric>`` for the agreement metrics
 (``explain.pipeline.AGREEMENT_COLUMNS``), ``baseline/center_bias/<metric>`` and
 ``baseline/uniform/<metric>``, ``<method>/flat_fraction``, and with ``faithfulness`` the
-``<method>/<output>/<deletion_auc|insertion_auc|road_morf|road_lerf>`` and their ``random_``
-chance levels. Files (final): ``eval/<prefix>_agreement.csv`` (one row per image, method, output),
+``<method>/<output>/<deletion_auc|insertion_auc|deletion_change|insertion_gap|road_morf|road_lerf>``
+and their ``random_`` chance levels (``explain.pipeline``). Files (final): ``eval/<prefix>_agreement.csv`` (one row per image, method, output),
 ``eval/<prefix>_faithfulness.csv``, and contact sheets of the first ``sheets`` images in
 ``eval/<prefix>_sheets/<id>.png``.
 """

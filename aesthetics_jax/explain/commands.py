@@ -18,8 +18,9 @@ checks and skip reasons), explained at the model's input size, and written to ``
                                             sAUC, NSS, CC, SIM, KLD -- the model's maps and, per
                                             image, the centre-bias and uniform baselines
     faithfulness.csv                        (--faithfulness) image, method, output, deletion and
-                                            insertion AUC, ROAD MoRF / LeRF, and the random-map
-                                            chance levels
+                                            insertion AUC (normalised, RISE), deletion_change /
+                                            insertion_gap (score units), ROAD MoRF / LeRF, and the
+                                            random-map chance levels (explain/pipeline.py)
     summary.md                              mean +- sd per method and output (and baselines),
                                             printed at the end
 

@@ -10,7 +10,13 @@ every map against the reference with
 ``agreement.score_with_baselines`` (centre-bias and uniform baselines, one seed per image: paired);
 sAUC takes its negatives from the *other* images' fixations in the batch (NaN for a batch of one).
 Faithfulness runs deletion, insertion and ROAD for every (method, output) map, and the same
-protocols on seeded random maps (chance level).
+protocols on seeded random maps (chance level). Beside RISE's normalised AUCs (``deletion_auc``,
+``insertion_auc``: the curve divided by f(x) - f(x_full), which explodes for a regression output
+whose score barely moves between the image and its fully deleted / blurred version) two measures
+in score units that stay finite: ``deletion_change`` = the area under |f(x_t) - f(x)| along the
+deletion curve (higher: the map's top pixels move the score sooner) and ``insertion_gap`` = the
+area under |f(x) - f(x_t)| along the insertion curve (lower: the map's top pixels restore it
+sooner); ROAD's ``road_morf`` / ``road_lerf`` are mean absolute changes too.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ __all__ = ["SALIENCY_KINDS", "parse_saliency", "Reference", "explain_batch", "AG
 
 SALIENCY_KINDS = ("spectral", "msinet", "maps", "fixations")
 AGREEMENT_COLUMNS = ("auc_judd", "auc_borji", "auc_shuffled", "nss", "cc", "sim", "kld")
-FAITH_COLUMNS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "random_deletion_auc",
-                 "random_insertion_auc", "random_road_morf", "random_road_lerf")
+_FAITH = ("deletion_auc", "insertion_auc", "deletion_change", "insertion_gap", "road_morf", "road_lerf")
+FAITH_COLUMNS = _FAITH + tuple("random_" + name for name in _FAITH)
 
 
 def parse_saliency(spec: str | None) -> tuple[str, str] | None:
@@ -165,7 +171,11 @@ def _score_faithfulness(results: list[dict], predict_fn, names: Sequence[str], s
                 deletion = faith.deletion_curve(predict_fn, images, m, num_steps=steps, output=j)
                 insertion = faith.insertion_curve(predict_fn, images, m, num_steps=steps, output=j)
                 road = faith.road(predict_fn, images, m, road_key, output=j)
+                change = jnp.abs(deletion.scores - deletion.scores[:, :1])
+                gap = jnp.abs(insertion.scores[:, -1:] - insertion.scores)
                 found.update({prefix + "deletion_auc": deletion.auc, prefix + "insertion_auc": insertion.auc,
+                              prefix + "deletion_change": faith.trapezoid_auc(change, deletion.fractions),
+                              prefix + "insertion_gap": faith.trapezoid_auc(gap, insertion.fractions),
                               prefix + "road_morf": road.morf, prefix + "road_lerf": road.lerf})
             for i, r in enumerate(results):
                 r["faithfulness"].setdefault(method, {})[name] = {k: float(v[i]) for k, v in found.items()}
