@@ -49,7 +49,8 @@ def _synthetic(n=N, seed=0):
 
 def test_registry():
     assert evaluate.EVALUATORS == {"aesthetic": "aesthetics_jax.evaluate.aesthetic",
-                                   "patches": "aesthetics_jax.evaluate.patches"}
+                                   "patches": "aesthetics_jax.evaluate.patches",
+                                   "explain": "aesthetics_jax.evaluate.explain"}
     assert evaluate.get_evaluator("aesthetic") is aesthetic
     with pytest.raises(ValueError, match="unknown evaluator type"):
         evaluate.get_evaluator("nope")

@@ -35,6 +35,7 @@ asks for that name (no import-time registration), as `cli.COMMANDS` does. One fi
 
   spectral   spectral-residual saliency, training-free, no weights (the default saliency)
   msinet     MSI-Net saliency (Kroner et al. 2020) with converted SALICON weights
+  blur       blur / defocus map (Zhuo & Sim 2011 re-blur gradient ratio, dense), training-free; 1 = sharp
 
 Files and builds: `modalities/files.py` (`compute_map_files`, behind `aesthetics-jax maps` =
 `modalities/commands.py` and `data_prep/maps.py`) reads image files with the builders' checked
@@ -57,6 +58,7 @@ import numpy as np
 PRODUCERS: dict[str, tuple[str, str]] = {
     "spectral": ("aesthetics_jax.modalities.spectral", "SpectralSaliency"),
     "msinet": ("aesthetics_jax.modalities.msinet", "MSINetSaliency"),
+    "blur": ("aesthetics_jax.modalities.blur", "BlurMap"),
 }
 
 DEFAULT_SALIENCY = "spectral"
