@@ -103,6 +103,23 @@ def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def stage_images(images):
+    """A producer's input as it should reach jit: a jax.Array or a 64-byte aligned, C-contiguous numpy
+    array, uint8 kept, anything else float32 (`aligned_empty` says why the alignment matters)."""
+    import jax  # pylint: disable=g-import-not-at-top
+
+    if isinstance(images, jax.Array):
+        return images if images.dtype == np.uint8 else images.astype(np.float32)
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = images.astype(np.float32)
+    if images.ctypes.data % 64 or not images.flags.c_contiguous:
+        aligned = aligned_empty(images.shape, images.dtype)
+        aligned[...] = images
+        images = aligned
+    return images
+
+
 def compute_maps(producer: MapProducer, images: list[np.ndarray], batch_size: int = 32,
                  max_batch_bytes: int = MAX_BATCH_BYTES) -> list[np.ndarray]:
     """Maps of differently sized images [H_i, W_i, 3], in input order: float32 [H_i, W_i] each.

@@ -73,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetics_jax.modalities import aligned_empty
+from aesthetics_jax.modalities import stage_images
 
 POLARITIES = ("sharp", "blur")
 _GREY = (0.299, 0.587, 0.114)
@@ -225,16 +225,7 @@ class BlurMap:
         self.eps, self.polarity = float(eps), polarity
 
     def __call__(self, images) -> jax.Array:
-        if not isinstance(images, jax.Array):
-            images = np.asarray(images)
-            if images.dtype != np.uint8:
-                images = images.astype(np.float32)
-            if images.ctypes.data % 64 or not images.flags.c_contiguous:   # see aligned_empty
-                aligned = aligned_empty(images.shape, images.dtype)
-                aligned[...] = images
-                images = aligned
-        elif images.dtype != jnp.uint8:
-            images = images.astype(jnp.float32)
+        images = stage_images(images)
         _check_images(images)
         return _blur_map_jit(images, **self.metadata()["params"])
 

@@ -100,7 +100,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetics_jax.modalities import aligned_empty
+from aesthetics_jax.modalities import stage_images
 
 VARIANTS = ("opencv", "hou2007")
 
@@ -476,14 +476,7 @@ class SpectralSaliency:
         self.variant, self.size = variant, int(size)
 
     def __call__(self, images) -> jax.Array:
-        if not isinstance(images, jax.Array):
-            images = np.asarray(images)
-            if images.dtype != np.uint8:
-                images = images.astype(np.float32)
-            if images.ctypes.data % 64 or not images.flags.c_contiguous:   # see aligned_empty
-                aligned = aligned_empty(images.shape, images.dtype)
-                aligned[...] = images
-                images = aligned
+        images = stage_images(images)
         _check_images(images)
         grey = _working_grey_jit(images, variant=self.variant, size=self.size)
         return _resize_map_jit(_working_map_jit(grey, variant=self.variant), *images.shape[1:3])

@@ -103,10 +103,10 @@ import cv2
 import numpy as np
 
 __all__ = ["BasePhoto", "BASE_PHOTOS", "DEGRADATIONS", "WEIGHTS", "available_base_photos", "build_demo_ava", "combined_penalty",
-           "crop_and_resize", "degrade", "draw_degradations", "load_photo", "split_groups"]
+           "crop_and_resize", "degrade", "draw_degradations", "load_photo", "read_marker", "split_groups", "MARKER"]
 
 _FORMAT_VERSION = 5
-_MARKER = ".demo_complete.json"
+MARKER = ".demo_complete.json"
 _MANIFEST = "demo_manifest.csv"
 _CLEAN_JPEG_QUALITY = 95
 _REFERENCE_SIZE = 192  # the blur sigma is defined at this longer side and scales with image_size
@@ -353,9 +353,10 @@ def split_groups(photos: Sequence[BasePhoto], greyscale: dict[str, bool], seed: 
     return test
 
 
-def _read_marker(out_dir: str):
+def read_marker(out_dir: str):
+    """The completion marker (parameters + summary) of a demo build in `out_dir`, or None."""
     try:
-        with open(os.path.join(out_dir, _MARKER)) as f:
+        with open(os.path.join(out_dir, MARKER)) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -396,7 +397,7 @@ def build_demo_ava(
     params = dict(format_version=_FORMAT_VERSION, seed=int(seed), versions_per_photo=int(versions_per_photo),
                   image_size=int(image_size), test_fraction=float(test_fraction), first_id=int(first_id),
                   base_photos=[p.name for p in photos])
-    marker = _read_marker(out_dir)
+    marker = read_marker(out_dir)
     if marker is not None and not overwrite:
         if marker.get("params") == params:
             return marker
@@ -408,7 +409,7 @@ def build_demo_ava(
     start = time.perf_counter()
     for name in ("images", "aesthetics_image_lists"):
         shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-    for name in (_MARKER, "AVA.txt", "tags.txt", "challenges.txt", _MANIFEST):
+    for name in (MARKER, "AVA.txt", "tags.txt", "challenges.txt", _MANIFEST):
         if os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
     os.makedirs(os.path.join(out_dir, "images"))
@@ -459,6 +460,6 @@ def build_demo_ava(
         build_seconds=round(time.perf_counter() - start, 2),
         ava_txt=os.path.join(out_dir, "AVA.txt"), test_list=test_list, manifest=os.path.join(out_dir, _MANIFEST),
     )
-    with open(os.path.join(out_dir, _MARKER), "w") as f:  # written last: marks the build complete
+    with open(os.path.join(out_dir, MARKER), "w") as f:  # written last: marks the build complete
         json.dump(summary, f, indent=1)
     return summary

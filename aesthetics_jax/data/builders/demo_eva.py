@@ -78,7 +78,6 @@ from aesthetics_jax.data.builders import demo
 __all__ = ["build_demo_eva", "CATEGORY", "SPLIT_FILE"]
 
 _FORMAT_VERSION = 1
-_MARKER = ".demo_complete.json"
 _MANIFEST = "demo_manifest.csv"
 SPLIT_FILE = "data/demo_split.csv"
 _VOTES = "data/votes_filtered.csv"
@@ -137,14 +136,6 @@ def _rate(latents: dict, penalties: dict, rng: np.random.Generator):
     return [(f"u{u:03d}", values[k], int(times[k]), flags[k]) for k, u in enumerate(users.tolist())], score_sd
 
 
-def _read_marker(out_dir: str):
-    try:
-        with open(os.path.join(out_dir, _MARKER)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def build_demo_eva(
     out_dir: str | os.PathLike,
     *,
@@ -178,7 +169,7 @@ def build_demo_eva(
     params = dict(format_version=_FORMAT_VERSION, seed=int(seed), versions_per_photo=int(versions_per_photo),
                   image_size=int(image_size), test_fraction=float(test_fraction), val_fraction=float(val_fraction),
                   first_id=int(first_id), base_photos=[p.name for p in photos])
-    marker = _read_marker(out_dir)
+    marker = demo.read_marker(out_dir)
     if marker is not None and not overwrite:
         if marker.get("params") == params:
             return marker
@@ -194,7 +185,7 @@ def build_demo_eva(
     start = time.perf_counter()
     for name in ("images", "data"):
         shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-    for name in (_MARKER, _MANIFEST):
+    for name in (demo.MARKER, _MANIFEST):
         if os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
     os.makedirs(os.path.join(out_dir, _IMAGES))
@@ -269,6 +260,6 @@ def build_demo_eva(
         build_seconds=round(time.perf_counter() - start, 2), split_file=SPLIT_FILE,
         votes=os.path.join(out_dir, _VOTES), manifest=os.path.join(out_dir, _MANIFEST),
     )
-    with open(os.path.join(out_dir, _MARKER), "w") as f:  # written last: marks the build complete
+    with open(os.path.join(out_dir, demo.MARKER), "w") as f:  # written last: marks the build complete
         json.dump(summary, f, indent=1)
     return summary
