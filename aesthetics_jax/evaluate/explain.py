@@ -51,9 +51,10 @@ def inputs(ev, *, source, predict, data_config, heads, final: bool, model=None, 
     from aesthetics_jax.data import preprocessing  # pylint: disable=g-import-not-at-top
     from aesthetics_jax.explain import cam, pipeline  # pylint: disable=g-import-not-at-top
 
-    size, resize = int(data_config.image_size), int(data_config.get("resize_size") or data_config.image_size)
-    transform = dict(data_config.get("eval_transform") or {}) or preprocessing.transform_spec(
-        "resize_center_crop", resize_size=resize, image_size=size)
+    from aesthetics_jax.export.bundle import default_transform  # pylint: disable=g-import-not-at-top
+
+    transform = dict(data_config.get("eval_transform") or {}) or default_transform(
+        data_config.image_size, data_config.get("resize_size"), data_config.get("resize_shorter", 0))
     explainer = cam.Explainer(model, variables, methods=_option(ev, "methods"), outputs=_option(ev, "outputs") or None,
                               layer=_option(ev, "layer"), seed=int(_option(ev, "seed")))
     reference = pipeline.Reference(_option(ev, "saliency"), transform)

@@ -7,7 +7,8 @@ computed on the pixels the model saw; ``maps:DIR`` (density) or ``fixations:DIR`
 aligned with those pixels. A reference with nothing to agree with (a constant map: a flat image)
 gives NaN metrics and ``agreement_error`` for that image, never an exception. Agreement scores
 every map against the reference with
-``agreement.score_with_baselines`` (centre-bias and uniform baselines, one seed per image: paired);
+``agreement.score``, beside the centre-bias and uniform baselines scored once per image (one seed
+per image for all its maps: paired);
 sAUC takes its negatives from the *other* images' fixations in the batch (NaN for a batch of one).
 Faithfulness runs deletion, insertion and ROAD for every (method, output) map, and the same
 protocols on seeded random maps (chance level). Beside RISE's normalised AUCs (``deletion_auc``,
@@ -21,6 +22,7 @@ sooner); ROAD's ``road_morf`` / ``road_lerf`` are mean absolute changes too.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Sequence
 
@@ -142,13 +144,14 @@ def _score_agreement(results: list[dict], kind: str, seed: int) -> None:
         other = np.any(np.stack(others), axis=0) if others else None
         if other is not None and not other.any():
             other = None
-        for method, maps in r["maps"].items():
-            r["agreement"][method] = {}
-            for name, heat in maps.items():
-                scored = agreement.score_with_baselines(heat, r["saliency"], kind=kind, other_fixations=other,
-                                                        rng=seed + i)
-                r["agreement"][method][name] = scored["model"]
-                r["baselines"] = {"center_bias": scored["center_bias"], "uniform": scored["uniform"]}
+        # One seed per image for every map of it (the model's and the baselines'): paired random negatives.
+        score = functools.partial(agreement.score, reference=r["saliency"], kind=kind, other_fixations=other,
+                                  rng=seed + i)
+        shape = r["saliency"].shape
+        r["baselines"] = {"center_bias": score(agreement.center_bias_map(shape)),
+                          "uniform": score(agreement.uniform_map(shape))}
+        r["agreement"] = {method: {name: score(heat) for name, heat in maps.items()}
+                          for method, maps in r["maps"].items()}
 
 
 def _score_faithfulness(results: list[dict], predict_fn, names: Sequence[str], steps: int, seed: int) -> None:
