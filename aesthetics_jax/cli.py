@@ -26,6 +26,7 @@ COMMANDS = {
     "explain": ("aesthetics_jax.explain.commands", "Grad-CAM maps per output, agreement with human saliency, faithfulness"),
     "bundle": ("aesthetics_jax.export.bundle", "pack / verify shareable model bundles"),
     "models": ("aesthetics_jax.export.registry", "the local model registry: models list | add | remove"),
+    "analyze": ("aesthetics_jax.analysis.commands", "what each modality model explains: analyze modalities --run NAME=WORKDIR ..."),
 }
 
 

@@ -31,6 +31,27 @@ Score distributions
       averaged over images. For normalised ``p, q`` with unit bin spacing,
       ``emd(p, q, r=1) == scipy.stats.wasserstein_distance(bins, bins, p, q) / N`` and
       ``emd(p, q, r=2) == scipy.stats.energy_distance(bins, bins, p, q) / sqrt(2 N)``.
+    * ``js_divergence(p, q) = (1/2) sum_i p_i log(p_i / m_i) + (1/2) sum_i q_i log(q_i / m_i)`` with
+      ``m = (p + q) / 2``, per image, in **bits** by default (``base=2``), so that it lies in
+      ``[0, 1]`` for normalised inputs (0 iff ``p == q``, 1 iff their supports are disjoint);
+      ``base=math.e`` gives nats (range ``[0, ln 2]``). Zero bins contribute nothing
+      (``0 log 0 = 0``). For normalised ``p, q`` it equals
+      ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2`` (SciPy returns the JS *distance*,
+      the square root, and renormalises its inputs; here unnormalised rows are used as given).
+      Negative entries raise ``ValueError``; rounding below 0 is clipped to 0.
+    * ``histogram_intersection(p, q) = sum_i min(p_i, q_i)`` per image: in ``[0, 1]`` for normalised
+      inputs, 1 iff ``p == q``; equals ``1 - (1/2) sum_i |p_i - q_i|`` (one minus the total variation
+      distance) when both sum to 1.
+    * ``mode_accuracy``: fraction of images whose predicted mode bin is a mode of the true
+      distribution. Predicted mode = ``np.argmax`` (on a predicted tie, the lowest-score maximal
+      bin). Ties in the *true* distribution (e.g. two bins with the same vote count) are all modes:
+      the prediction counts as correct when its argmax is **any** of the true maximal bins
+      (exact float equality, so bins of equal vote count tie exactly after normalisation).
+    * ``emd``, ``js_divergence`` and ``histogram_intersection`` average the per-image values over
+      images (``reduce=True``; empty input -> ``nan``) or return them (``reduce=False``, shape =
+      leading axes). A NaN in an image's bins makes that image's value NaN (and so the mean).
+      Differing shapes or a 0-d input raise ``ValueError``, as do zero bins for ``js_divergence``,
+      ``histogram_intersection`` and ``mode_accuracy``.
 
 Binary accuracy
     An image is "high quality" when its mean score is ``>= threshold`` (default 5.0). This is the
@@ -58,6 +79,9 @@ __all__ = [
     "krcc",
     "binary_accuracy",
     "emd",
+    "js_divergence",
+    "histogram_intersection",
+    "mode_accuracy",
     "mae",
     "rmse",
     "r2",
@@ -295,6 +319,81 @@ def emd(p_true, p_pred, r: float = 2, reduce: bool = True):
     if per_image.size == 0:
         return float("nan")
     return float(np.mean(per_image))
+
+
+def _distribution_pair(p_true, p_pred, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both distributions as float64 arrays of one shape, bins on the last axis (at least one bin)."""
+    a, b = _same_shape(p_true, p_pred, ("p_true", "p_pred"))
+    if a.ndim == 0:
+        raise ValueError(f"{name} expects distributions with the bins on the last axis, got a scalar")
+    if a.shape[-1] == 0:
+        raise ValueError(f"{name} expects at least one bin on the last axis, got shape {a.shape}")
+    return a, b
+
+
+def _reduce_images(per_image: np.ndarray, reduce: bool):
+    """Mean over images (float; ``nan`` for no images), or the per-image values as they are."""
+    if not reduce:
+        return per_image
+    if per_image.size == 0:
+        return float("nan")
+    return float(np.mean(per_image))
+
+
+def _x_log_x_over(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Elementwise ``x * log(x / m)`` with ``0 log 0 = 0`` (``m >= x / 2 > 0`` wherever ``x > 0``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = x * np.log(x / m)
+    return np.where(x == 0, 0.0, t)
+
+
+def js_divergence(p_true, p_pred, base: float = 2, reduce: bool = True):
+    """Jensen-Shannon divergence between score distributions (bins on the last axis).
+
+    Per image ``(1/2) KL(p || m) + (1/2) KL(q || m)`` with ``m = (p + q) / 2``, in units of
+    ``log(base)``: bits for the default ``base=2`` (then in ``[0, 1]`` for normalised inputs),
+    nats for ``base=math.e``. ``0 log 0 = 0``. Inputs are used as given (not renormalised, unlike
+    ``scipy.spatial.distance.jensenshannon``, whose square this equals for normalised inputs).
+    With ``reduce=True`` the mean over all images (a float); otherwise the per-image values.
+    """
+    a, b = _distribution_pair(p_true, p_pred, "js_divergence")
+    base = float(base)
+    if not (base > 0 and base != 1 and np.isfinite(base)):
+        raise ValueError(f"base must be positive, finite and != 1, got {base}")
+    if np.any(a < 0) or np.any(b < 0):
+        raise ValueError("js_divergence: distributions must be non-negative")
+    m = 0.5 * (a + b)
+    per_image = 0.5 * np.sum(_x_log_x_over(a, m) + _x_log_x_over(b, m), axis=-1) / np.log(base)
+    per_image = np.maximum(per_image, 0.0)  # rounding can give -1e-17 for p ~= q; NaN propagates
+    return _reduce_images(per_image, reduce)
+
+
+def histogram_intersection(p_true, p_pred, reduce: bool = True):
+    """Histogram intersection ``sum_i min(p_i, q_i)`` per image (bins on the last axis).
+
+    In ``[0, 1]`` for normalised inputs (1 = identical); inputs are used as given. With
+    ``reduce=True`` the mean over all images (a float); otherwise the per-image values.
+    """
+    a, b = _distribution_pair(p_true, p_pred, "histogram_intersection")
+    return _reduce_images(np.sum(np.minimum(a, b), axis=-1), reduce)
+
+
+def mode_accuracy(p_true, p_pred, reduce: bool = True):
+    """Fraction of images whose predicted mode is a mode of the true distribution.
+
+    The predicted mode is ``argmax(p_pred)`` (lowest maximal bin on a predicted tie). Every bin
+    holding the maximum of ``p_true`` (exact ties) is a true mode, and the prediction is correct
+    when its argmax is any of them. An image with a NaN in either distribution gives ``nan``.
+    With ``reduce=True`` the mean over images (a float; ``nan`` for none), otherwise per-image
+    1.0 (correct) / 0.0 (wrong) / nan values.
+    """
+    a, b = _distribution_pair(p_true, p_pred, "mode_accuracy")
+    pred_mode = np.argmax(b, axis=-1)
+    is_true_mode = a == np.max(a, axis=-1, keepdims=True)
+    correct = np.take_along_axis(is_true_mode, pred_mode[..., None], axis=-1)[..., 0]
+    has_nan = np.isnan(a).any(axis=-1) | np.isnan(b).any(axis=-1)
+    per_image = np.where(has_nan, np.nan, correct.astype(np.float64))
+    return _reduce_images(per_image, reduce)
 
 
 # ----------------------------------------------------------------------------------------------

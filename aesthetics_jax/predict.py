@@ -167,6 +167,11 @@ class Predictor:
         self.backend = backend
         self.batch_size = int(batch_size)
         self.bundle = bundle_lib.load(resolve_model(model), load_variables=backend == "jax")
+        modality = ((self.bundle.config or {}).get("data") or {}).get("modality") or {}
+        if modality.get("input", "rgb") != "rgb":  # a modality NIMA: its input is a map, not a photo
+            raise ValueError(f"{model} was trained on {modality.get('producer')!r} maps "
+                             f"(config.data.modality.input = {modality.get('input')!r}), not on RGB photos; "
+                             "predict feeds photos. Score it on its modality build: aesthetics-jax evaluate MODEL")
         self.image_size = self.bundle.image_size
         self.transform = self.bundle.transform
         self.heads = self.bundle.heads

@@ -81,3 +81,46 @@ def make_smoke(c: ml_collections.ConfigDict) -> None:
     c.eval_every = 3
     c.ckpt_every = 2
     c.schedule = [(p, dict(s, warmup_steps=1) if s is not None else None) for p, s in c.schedule]
+
+
+def distribution_aware_losses(r: int = 2, mean_weight: float = 0.1, sd_weight: float = 0.1) -> ml_collections.ConfigDict:
+    """EMD (r) + mean_weight * MSE(mean) + sd_weight * MSE(sd) of the score distributions, one term
+    (`losses.distribution_aware`; the defaults and why are in its docstring). Any EMD-head config
+    can use it in place of `emd_losses`."""
+    return ml_collections.ConfigDict(dict(
+        emd=dict(type="distribution_aware", output="emd.distribution", target="distribution", weight=1.0, r=r,
+                 mean_weight=mean_weight, sd_weight=sd_weight),
+    ))
+
+
+def parse_options(arg: str | None, flags: tuple[str, ...], options: dict[str, tuple[str, ...] | type]
+                  ) -> tuple[set[str], dict[str, object]]:
+    """``"blur,inception,freeze=4"`` -> ({"blur", "inception"}, {"freeze": 4}).
+
+    `flags` are the bare names allowed; `options` maps a ``key=value`` key to its allowed values
+    (a tuple) or to a type (int, float) the value is converted to. Unknown names are an error.
+    """
+    names, values = set(), {}
+    for token in (t.strip() for t in (arg or "").split(",")):
+        if not token:
+            continue
+        key, sep, value = token.partition("=")
+        if not sep:
+            if token not in flags:
+                raise ValueError(f"unknown config variant {token!r}; known: {list(flags)} and "
+                                 f"{[k + '=...' for k in options]}")
+            names.add(token)
+            continue
+        if key not in options:
+            raise ValueError(f"unknown config option {key!r}; known: {list(options)}")
+        allowed = options[key]
+        if isinstance(allowed, tuple):
+            if value not in allowed:
+                raise ValueError(f"config option {key}={value!r}: must be one of {list(allowed)}")
+            values[key] = value
+        else:
+            try:
+                values[key] = allowed(value)
+            except ValueError:
+                raise ValueError(f"config option {key}={value!r}: not a {allowed.__name__}") from None
+    return names, values

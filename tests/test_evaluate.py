@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import sklearn.metrics
+from scipy.spatial.distance import jensenshannon
 
 from aesthetics_jax import evaluate
 from aesthetics_jax.evaluate import aesthetic
@@ -76,6 +77,11 @@ def test_run_writes_files_and_scipy_metrics(tmp_path):
         "emd/accuracy": np.mean((t_mean >= 5) == (p_mean >= 5)),
         "emd/emd_r1": np.mean(np.mean(np.abs(cdf), 1)),
         "emd/emd_r2": np.mean(np.sqrt(np.mean(cdf**2, 1))),
+        # Distribution-aware metrics, each from its definition (scipy's JS distance squared, in bits).
+        "emd/js": np.mean([jensenshannon(t, p, base=2) ** 2
+                           for t, p in zip(targets["distribution"], f64["emd.distribution"])]),
+        "emd/hist_intersection": np.mean(np.minimum(targets["distribution"], f64["emd.distribution"]).sum(1)),
+        "emd/mode_acc": np.mean(np.argmax(targets["distribution"], 1) == np.argmax(f64["emd.distribution"], 1)),
         "emd/mae": sklearn.metrics.mean_absolute_error(t_mean, p_mean),
         "emd/rmse": np.sqrt(sklearn.metrics.mean_squared_error(t_mean, p_mean)),
         "emd/sd_srcc": scipy.stats.spearmanr(t_sd, f64["emd.sd"]).statistic,
@@ -106,6 +112,8 @@ def test_run_writes_files_and_scipy_metrics(tmp_path):
         }
     )
     assert set(metrics) == set(expected)
+    assert 0 < metrics["emd/js"] < 1 and 0 < metrics["emd/hist_intersection"] < 1
+    assert 0 < metrics["emd/mode_acc"] < 1  # the synthetic predictions get some modes right, not all
     for k, v in expected.items():
         assert metrics[k] == pytest.approx(float(v), abs=1e-6), k
         assert type(metrics[k]) is float
@@ -166,6 +174,27 @@ def test_derived_means_nan_as_null_and_no_plots(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [str(i) for i in range(12)]
     assert "nan" in aesthetic.format_table({"a": None, "b": float("nan"), "c": 0.5})
+
+
+def test_distribution_metrics_need_both_distributions(tmp_path):
+    predictions, targets, ids = _synthetic(n=20, seed=2)
+    kw = dict(ids=ids, outdir=str(tmp_path), prefix="x", heads={"emd": {"type": "emd"}}, write_files=False)
+    dist_names = {"emd/emd_r1", "emd/emd_r2", "emd/js", "emd/hist_intersection", "emd/mode_acc"}
+    means_only = {k: predictions[k] for k in ("emd.mean", "emd.sd")}
+    assert not dist_names & set(aesthetic.run(predictions=means_only, targets=targets, **kw))
+    no_true_dist = {"mean_score": targets["mean_score"]}
+    assert not dist_names & set(aesthetic.run(predictions=predictions, targets=no_true_dist, **kw))
+    # A perfect distribution prediction: JS 0, intersection 1, every mode right.
+    perfect = {"emd.distribution": targets["distribution"]}
+    m = aesthetic.run(predictions=perfect, targets=targets, **kw)
+    assert m["emd/js"] == 0.0 and m["emd/hist_intersection"] == pytest.approx(1.0) and m["emd/mode_acc"] == 1.0
+    # Tied true modes (equal vote counts) count the prediction right at any of them.
+    tied = np.tile([[1.0, 3.0, 3.0, 1.0, 0, 0, 0, 0, 0, 0]], (2, 1)) / 8.0
+    pred = np.array([[0, 0.2, 0.8, 0, 0, 0, 0, 0, 0, 0], [0.5, 0.2, 0.3, 0, 0, 0, 0, 0, 0, 0]])
+    m = aesthetic.run(predictions={"emd.distribution": pred}, targets={"distribution": tied},
+                      ids=np.arange(2), outdir=str(tmp_path), prefix="t", heads={"emd": {"type": "emd"}},
+                      write_files=False)
+    assert m["emd/mode_acc"] == pytest.approx(0.5)
 
 
 def test_run_validation(tmp_path):

@@ -166,3 +166,167 @@ def test_krcc_large_split_is_fast():
     got = M.krcc(x, y)
     assert time.perf_counter() - start < 2.0
     assert got == pytest.approx(scipy.stats.kendalltau(x, y).statistic, abs=TOL)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distribution-aware metrics: Jensen-Shannon divergence, histogram intersection, mode accuracy
+
+from scipy.spatial.distance import jensenshannon  # noqa: E402
+
+
+def _sparse_dists(n, bins=10, seed=0):
+    """Random normalised distributions, a third of their bins exactly zero (as with few votes)."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(bins), size=n)
+    p[rng.random((n, bins)) < 0.33] = 0.0
+    p[:, 0] += (p.sum(1) == 0)  # never an all-zero row
+    return p / p.sum(1, keepdims=True)
+
+
+def test_js_divergence_matches_scipy_including_zero_bins():
+    pt, pp = _sparse_dists(40, seed=10), _sparse_dists(40, seed=11)
+    assert (pt == 0).any() and (pp == 0).any() and ((pt == 0) & (pp == 0)).any()
+    per = M.js_divergence(pt, pp, reduce=False)
+    assert per.shape == (40,)
+    want = np.array([jensenshannon(pt[i], pp[i], base=2) ** 2 for i in range(40)])
+    np.testing.assert_allclose(per, want, atol=1e-12)
+    assert M.js_divergence(pt, pp) == pytest.approx(want.mean(), abs=1e-12)
+    assert np.all((per >= 0) & (per <= 1))
+    # Natural log: scipy's default base; the bits value times ln 2.
+    nats = M.js_divergence(pt, pp, base=np.e, reduce=False)
+    np.testing.assert_allclose(nats, [jensenshannon(pt[i], pp[i]) ** 2 for i in range(40)], atol=1e-12)
+    np.testing.assert_allclose(nats, per * np.log(2), atol=1e-12)
+    # Extra leading axes are image axes.
+    np.testing.assert_allclose(M.js_divergence(pt.reshape(4, 10, 10), pp.reshape(4, 10, 10), reduce=False),
+                               want.reshape(4, 10), atol=1e-12)
+
+
+def test_js_divergence_hand_computed():
+    # m = [.75, .25]: KL(p||m) = log2(4/3); KL(q||m) = .5 log2(2/3) + .5 log2(2).
+    p, q = np.array([1.0, 0.0]), np.array([0.5, 0.5])
+    want = 0.5 * (np.log2(4 / 3) + 0.5 * np.log2(2 / 3) + 0.5)
+    assert M.js_divergence(p, q) == pytest.approx(want, abs=1e-15)
+    assert M.js_divergence(q, p) == pytest.approx(want, abs=1e-15)  # symmetric
+    # Disjoint supports -> 1 bit; identical -> exactly 0; zeros in both at the same bin are fine.
+    assert M.js_divergence([0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]) == pytest.approx(1.0, abs=1e-15)
+    assert M.js_divergence([0.2, 0.0, 0.8], [0.2, 0.0, 0.8]) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divide-by-zero / invalid-value warnings from 0 log 0
+        assert M.js_divergence([[0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]]) == pytest.approx(1.0, abs=1e-15)
+    assert np.isnan(M.js_divergence(np.zeros((0, 10)), np.zeros((0, 10))))
+
+
+def test_js_divergence_unnormalised_used_as_given():
+    # Generalised formula on the raw rows: m = [1, 1] -> 0.5 * (2 log2 2 + 2 log2 2) = 2.
+    assert M.js_divergence([2.0, 0.0], [0.0, 2.0]) == pytest.approx(2.0, abs=1e-15)
+    # scipy renormalises (-> 1 bit); we do not, and the generalised JS is 1-homogeneous.
+    assert jensenshannon([2.0, 0.0], [0.0, 2.0], base=2) ** 2 == pytest.approx(1.0)
+    pt, pp = _sparse_dists(5, seed=12), _sparse_dists(5, seed=13)
+    np.testing.assert_allclose(M.js_divergence(3 * pt, 3 * pp, reduce=False),
+                               3 * M.js_divergence(pt, pp, reduce=False), atol=1e-12)
+
+
+def test_js_divergence_errors_and_nan():
+    p = np.full((3, 4), 0.25)
+    with pytest.raises(ValueError, match="same shape"):
+        M.js_divergence(p, p[:, :3])
+    with pytest.raises(ValueError, match="last axis"):
+        M.js_divergence(0.5, 0.5)
+    with pytest.raises(ValueError, match="at least one bin"):
+        M.js_divergence(np.zeros((3, 0)), np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="non-negative"):
+        M.js_divergence([[0.5, 0.5]], [[1.5, -0.5]])
+    for base in (1, 0, -2, np.inf):
+        with pytest.raises(ValueError, match="base"):
+            M.js_divergence(p, p, base=base)
+    q = p.copy()
+    q[1, 2] = np.nan
+    per = M.js_divergence(p, q, reduce=False)
+    assert np.isnan(per[1]) and per[0] == 0.0 and np.isnan(M.js_divergence(p, q))
+
+
+def test_histogram_intersection():
+    p = np.array([0.2, 0.3, 0.5, 0.0])
+    q = np.array([0.4, 0.4, 0.0, 0.2])
+    assert M.histogram_intersection(p, q) == pytest.approx(0.2 + 0.3 + 0.0 + 0.0)
+    assert M.histogram_intersection(p, p) == pytest.approx(1.0)
+    assert M.histogram_intersection([1.0, 0.0], [0.0, 1.0]) == 0.0
+    pt, pp = _sparse_dists(30, seed=14), _sparse_dists(30, seed=15)
+    per = M.histogram_intersection(pt, pp, reduce=False)
+    np.testing.assert_allclose(per, np.minimum(pt, pp).sum(1), atol=1e-12)
+    # For normalised inputs: 1 - total variation distance (an independent identity).
+    np.testing.assert_allclose(per, 1.0 - 0.5 * np.abs(pt - pp).sum(1), atol=1e-12)
+    assert np.all((per >= 0) & (per <= 1))
+    assert M.histogram_intersection(pt, pp) == pytest.approx(per.mean(), abs=1e-12)
+    # Unnormalised rows are used as given.
+    assert M.histogram_intersection([2.0, 1.0], [1.0, 3.0]) == pytest.approx(2.0)
+    assert np.isnan(M.histogram_intersection(np.zeros((0, 10)), np.zeros((0, 10))))
+    with pytest.raises(ValueError, match="same shape"):
+        M.histogram_intersection(pt, pp[:, :9])
+    with pytest.raises(ValueError, match="last axis"):
+        M.histogram_intersection(1.0, 1.0)
+
+
+def test_mode_accuracy_hand_built_ties():
+    true = np.array(
+        [
+            [3, 7, 7, 3],  # vote counts 3 7 7 3: bins 1 and 2 tie exactly after normalisation
+            [3, 7, 7, 3],
+            [3, 7, 7, 3],
+            [7, 1, 1, 1],
+            [5, 5, 5, 5],  # uniform: every bin is a true mode
+            [0, 0, 9, 0],
+            [1, 1, 8, 0],
+        ],
+        dtype=np.float64,
+    )
+    true /= true.sum(1, keepdims=True)
+    pred = np.array(
+        [
+            [0.0, 0.6, 0.4, 0.0],  # argmax 1: one of the tied true modes -> correct
+            [0.1, 0.3, 0.5, 0.1],  # argmax 2: the other tied true mode -> correct
+            [0.5, 0.1, 0.1, 0.3],  # argmax 0 -> wrong
+            [0.3, 0.3, 0.2, 0.2],  # predicted tie -> lowest bin 0 = true mode -> correct
+            [0.1, 0.1, 0.1, 0.7],  # correct (uniform truth)
+            [0.3, 0.3, 0.2, 0.2],  # argmax 0 -> wrong
+            [0.4, 0.1, 0.4, 0.1],  # predicted tie 0/2 -> lowest bin 0 -> wrong (documented)
+        ]
+    )
+    per = M.mode_accuracy(true, pred, reduce=False)
+    np.testing.assert_array_equal(per, [1, 1, 0, 1, 1, 0, 0])
+    assert M.mode_accuracy(true, pred) == pytest.approx(4 / 7)
+    assert isinstance(M.mode_accuracy(true, pred), float)
+
+
+def test_mode_accuracy_against_loop_on_count_histograms():
+    rng = np.random.default_rng(16)
+    counts = rng.integers(0, 4, size=(500, 10)).astype(np.float64)  # small counts: many tied maxima
+    counts[:, 0] += counts.sum(1) == 0
+    true = counts / counts.sum(1, keepdims=True)
+    pred = rng.dirichlet(np.ones(10), size=500)
+    hits, n_tied = [], 0
+    for t, p in zip(true.tolist(), pred.tolist()):
+        modes = {i for i, v in enumerate(t) if v == max(t)}
+        n_tied += len(modes) > 1
+        hits.append(p.index(max(p)) in modes)
+    assert n_tied > 100
+    assert M.mode_accuracy(true, pred) == pytest.approx(np.mean(hits), abs=1e-15)
+
+
+def test_mode_accuracy_errors_and_nan():
+    p = np.array([[0.1, 0.9], [0.6, 0.4]])
+    q = np.array([[0.2, 0.8], [np.nan, 0.1]])
+    per = M.mode_accuracy(p, q, reduce=False)
+    assert per[0] == 1.0 and np.isnan(per[1]) and np.isnan(M.mode_accuracy(p, q))
+    assert np.isnan(M.mode_accuracy(np.zeros((0, 10)), np.zeros((0, 10))))
+    with pytest.raises(ValueError, match="same shape"):
+        M.mode_accuracy(p, p[:, :1])
+    with pytest.raises(ValueError, match="at least one bin"):
+        M.mode_accuracy(np.zeros((2, 0)), np.zeros((2, 0)))
+    with pytest.raises(ValueError, match="last axis"):
+        M.mode_accuracy(1.0, 1.0)
+
+
+def test_distribution_metrics_exported():
+    for name in ("js_divergence", "histogram_intersection", "mode_accuracy"):
+        assert name in M.__all__ and callable(getattr(M, name))

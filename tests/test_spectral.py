@@ -186,7 +186,7 @@ def test_registry_create_and_metadata():
     assert modalities.create(meta["name"], **meta["params"]).metadata() == meta
     assert modalities.PRODUCERS["msinet"] == ("aesthetics_jax.modalities.msinet", "MSINetSaliency")
     assert modalities.DEFAULT_SALIENCY == "spectral"
-    with pytest.raises(ValueError, match=r"unknown map producer 'nope'; known: blur, msinet, spectral"):
+    with pytest.raises(ValueError, match=r"unknown map producer 'nope'; known: blur, depth, msinet, spectral"):
         modalities.create("nope")
     with pytest.raises(ValueError, match="variant"):
         modalities.create("spectral", variant="matlab")

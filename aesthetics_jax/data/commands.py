@@ -1,4 +1,4 @@
-"""``aesthetics-jax data build ava|eva|aadb|demo|demo_eva|eva_patches ...``: prepare a dataset from a local copy.
+"""``aesthetics-jax data build ava|eva|aadb|demo|demo_eva|eva_patches|modality ...``: prepare a dataset.
 
     aesthetics-jax data build ava  --manual_dir /data/AVA  --data_dir /data/tfds [--val_fraction 0.05 --seed 0]
     aesthetics-jax data build eva  --manual_dir /data/eva-dataset --data_dir /data/tfds \\
@@ -10,6 +10,16 @@
     aesthetics-jax data build eva_patches --data_dir /data/tfds [--parent_config default] [--maps_dir M] \\
                                    [--patches_per_image 5 --top_focus 0.5 --sampling component_then_pixel \\
                                     --seed 0 --producer spectral --param k=v --shard I/N]
+
+    aesthetics-jax data build modality --parent_dir <a prepared build> --data_dir /data/tfds \
+                                   --producer blur|spectral|msinet|depth [--param k=v] [--shard I/N]
+
+modality writes the maps of every image of a prepared build (AVA, demo, EVA, AADB: the directory
+holding dataset_info.json, or its config folder) as 8-bit PNGs with the parent's ids, labels and
+splits (aesthetics_jax.data.builders.modality), into `<data_dir>/modality/<config>`; --data_dir
+defaults to the parent's own TFDS data_dir (the build then sits beside its parent, where training
+configs look for it). `--shard I/N` computes slice I of N of the maps and exits (resumable; run the
+N slices in parallel, then once without --shard to write the records).
 
 eva_patches reads the EVA build `<data_dir>/eva/<parent_config>` (build it first) and writes
 saliency patches (aesthetics_jax.data.builders.eva_patches). With `--maps_dir M` the maps are read
@@ -36,7 +46,7 @@ import sys
 
 __all__ = ["main", "build"]
 
-DATASETS = ("ava", "eva", "aadb", "demo", "demo_eva", "eva_patches")
+DATASETS = ("ava", "eva", "aadb", "demo", "demo_eva", "eva_patches", "modality")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build a TFDS dataset (array_record, JPEG bytes) from local files")
     build.add_argument("dataset", choices=DATASETS)
     build.add_argument("--manual_dir", help="the downloaded dataset (not needed for demo)")
-    build.add_argument("--data_dir", required=True, help="TFDS data directory to build into")
+    build.add_argument("--data_dir", default="", help="TFDS data directory to build into (required but for "
+                       "modality, whose default is the parent's)")
     build.add_argument("--val_fraction", type=float, default=None,
                        help="ava: seeded validation carve-out of train (default 0); eva: by-image (default 0.1)")
     build.add_argument("--test_fraction", type=float, default=0.1, help="eva: by-image test fraction")
@@ -60,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", action="store_true", help="no progress lines")
     patches = build.add_argument_group("eva_patches")
     patches.add_argument("--parent_config", default="default", help="config of the EVA build to read")
-    patches.add_argument("--parent_dir", default="", help="or the prepared EVA directory itself")
+    patches.add_argument("--parent_dir", default="",
+                         help="eva_patches: or the prepared EVA directory itself; modality: the parent build")
     patches.add_argument("--maps_dir", default="", help="read maps from this folder of <id>.png maps")
     patches.add_argument("--patches_per_image", type=int, default=5)
     patches.add_argument("--patch_size", type=int, default=299)
@@ -68,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     patches.add_argument("--threshold", choices=("continuous", "seed"), default="continuous")
     patches.add_argument("--sampling", choices=("component_then_pixel", "uniform"), default="component_then_pixel")
     patches.add_argument("--fallback_top_k", type=int, default=1000)
-    patches.add_argument("--producer", default="spectral", help="map producer (ignored with --maps_dir)")
+    patches.add_argument("--producer", default="spectral",
+                         help="map producer (eva_patches, modality; eva_patches ignores it with --maps_dir)")
     patches.add_argument("--param", action="append", default=[], metavar="K=V", help="producer parameter")
+    patches.add_argument("--batch_size", type=int, default=8, help="modality: map computation batch")
     patches.add_argument("--jpeg_quality", type=int, default=95)
     patches.add_argument("--shard", default=None, metavar="I/N",
                          help="compute slice I of N of the maps into --maps_dir, then exit")
@@ -78,8 +92,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def build(args: argparse.Namespace):
     """Builds (or reuses) the dataset the parsed arguments name; returns the TFDS builder."""
-    data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
     progress = not args.quiet
+    if args.dataset == "modality":
+        from aesthetics_jax.data.builders import modality  # pylint: disable=g-import-not-at-top
+        from aesthetics_jax.modalities import commands as map_commands  # pylint: disable=g-import-not-at-top
+
+        return modality.build_modality(_modality_data_dir(args), parent_dir=args.parent_dir, producer=args.producer,
+                                       producer_params=map_commands.parse_params(args.param),
+                                       batch_size=args.batch_size, progress=progress)
+    if not args.data_dir:
+        raise SystemExit(f"aesthetics-jax data build {args.dataset}: --data_dir is required")
+    data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
     if args.dataset == "eva_patches":
         from aesthetics_jax.data.builders import eva_patches  # pylint: disable=g-import-not-at-top
         from aesthetics_jax.modalities import commands as map_commands  # pylint: disable=g-import-not-at-top
@@ -126,6 +149,37 @@ def build(args: argparse.Namespace):
     from aesthetics_jax.data.builders import aadb  # pylint: disable=g-import-not-at-top
 
     return aadb.build_aadb(manual_dir, data_dir, resize_shorter=args.resize_shorter, progress=progress)
+
+
+def _modality_data_dir(args: argparse.Namespace) -> str:
+    from aesthetics_jax.data.builders import modality  # pylint: disable=g-import-not-at-top
+
+    if not args.parent_dir:
+        raise SystemExit("aesthetics-jax data build modality: --parent_dir (a prepared build) is required")
+    try:
+        return (os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir
+                else modality.parent_tfds_root(args.parent_dir))
+    except FileNotFoundError as e:
+        raise SystemExit(f"aesthetics-jax data build modality: {e}") from None
+
+
+def _modality_shard(args: argparse.Namespace) -> int:
+    """modality --shard I/N: slice I of N of the parent build's maps (step 1 only)."""
+    from aesthetics_jax.data.builders import modality  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.modalities import commands as map_commands  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.modalities import files  # pylint: disable=g-import-not-at-top
+
+    try:
+        shard = files.parse_shard(args.shard)
+    except ValueError as e:
+        raise SystemExit(f"aesthetics-jax data build modality: {e}") from None
+    data_dir = _modality_data_dir(args)
+    config = modality.config_for(args.parent_dir, args.producer, map_commands.parse_params(args.param))
+    summary = modality.compute_maps(data_dir, config, shard=shard, batch_size=args.batch_size,
+                                    progress=None if args.quiet else f"maps shard {shard[0]}/{shard[1]}")
+    print(f"modality maps: {summary['computed']} computed, {summary['resumed']} resumed, {summary['skipped']} "
+          f"skipped of {summary['total']} (shard {shard[0]}/{shard[1]}) into {summary['out_dir']}", flush=True)
+    return 0
 
 
 def _image_paths(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -201,8 +255,12 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.dataset == "eva_patches" and args.shard:
         return _maps_shard(args)
+    if args.dataset == "modality" and args.shard:
+        return _modality_shard(args)
     if args.shard:
-        raise SystemExit("--shard is for eva_patches (images: --inspect_shard)")
+        raise SystemExit("--shard is for eva_patches and modality (images: --inspect_shard)")
+    if args.inspect_shard and args.dataset == "modality":
+        raise SystemExit("modality checks no image files: use --shard I/N to share its map work")
     if args.inspect_shard and args.dataset == "eva_patches":
         raise SystemExit("eva_patches checks no image files: use --shard I/N --maps_dir M to share its map work")
     if args.inspect_shard:

@@ -22,6 +22,22 @@
            producer, producer_params, maps_dir, jpeg_quality, batch_size, num_threads). Splits are
            the parent's: an image's patches are in that image's split.
 
+Modality versions (Lisaius & Wehrwein; ``config.data.modality``): any of the above (except
+eva_patches) can be read through a map of its images, built by the ``modality`` builder
+(``data/builders/modality.py``: 8-bit PNG maps with the parent's ids, labels and splits)::
+
+    modality = dict(input="map",          # "rgb": the plain build (no maps), "map": the map replicated
+                                          # to 3 channels, "rgb+map": RGB + the map as a 4th channel
+                    producer="blur",      # a modalities.PRODUCERS name: spectral | msinet | blur | depth
+                    params={},            # the producer's keyword arguments (e.g. model_dir= for depth)
+                    batch_size=8)         # map computation batch
+
+``prepare`` builds the parent and then its modality build (maps computed once, reused by every
+config that names the same producer and parameters). ``source`` joins the two: "map" records carry
+the map PNG as ``image`` (decoded as 3 equal channels), "rgb+map" records the parent's JPEG as
+``image`` and the map as ``map`` (the pipeline stacks it as channel 4, before any resize / crop /
+flip, so both get the same geometry). ``input_channels(data_config)`` is the model's input depth.
+
 Preparation is idempotent: an existing build is reused. Skipped records are logged here and
 listed in the build's ``skipped.csv``.
 
@@ -48,13 +64,15 @@ import numpy as np
 from aesthetics_jax.data import pipeline
 from aesthetics_jax.data.builders import ava, base
 
-__all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "ScoresSource", "EVA_KEYS",
-           "EVA_PATCH_KEYS", "PATCH_OPTIONS"]
+__all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "input_channels", "ScoresSource",
+           "ModalitySource", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS"]
 
 #: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
 EVA_KEYS = ("scores", "id")
 EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
 #: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
+#: ``config.data.modality.input`` values.
+MODALITY_INPUTS = ("rgb", "map", "rgb+map")
 PATCH_OPTIONS = ("patches_per_image", "patch_size", "top_focus", "threshold", "sampling", "fallback_top_k", "seed",
                  "producer", "producer_params", "maps_dir", "jpeg_quality", "batch_size", "num_threads")
 
@@ -116,8 +134,53 @@ def _prepare_eva_patches(data_config, data_dir: str):
     return builder
 
 
+def _modality(data_config) -> dict | None:
+    """The ``config.data.modality`` settings when a map is read, else None (checked)."""
+    settings = data_config.get("modality")
+    if not settings:
+        return None
+    settings = dict(settings)
+    unknown = sorted(set(settings) - {"input", "producer", "params", "batch_size"})
+    if unknown:
+        raise ValueError(f"config.data.modality: unknown field(s) {unknown}; known: input, producer, params, batch_size")
+    mode = settings.get("input", "rgb")
+    if mode not in MODALITY_INPUTS:
+        raise ValueError(f"config.data.modality.input must be one of {MODALITY_INPUTS}, got {mode!r}")
+    if mode == "rgb":
+        return None
+    if not settings.get("producer"):
+        raise ValueError(f"config.data.modality.input={mode!r} needs a producer (e.g. 'blur', 'spectral', 'depth')")
+    if data_config.name == "eva_patches":
+        raise ValueError("modality inputs are built from whole images: use data.name 'eva', not 'eva_patches'")
+    return settings
+
+
+def input_channels(data_config) -> int:
+    """Channels of the images batches carry: 4 for ``modality.input == 'rgb+map'``, else 3."""
+    settings = _modality(data_config)
+    return 4 if settings and settings["input"] == "rgb+map" else 3
+
+
 def prepare(data_config):
-    """Builds (or reuses) the dataset ``data_config`` names; returns the TFDS builder."""
+    """Builds (or reuses) the dataset ``data_config`` names; returns the TFDS builder.
+
+    With a map input (``config.data.modality``) that is the modality build of the dataset.
+    """
+    builder = _prepare_base(data_config)
+    settings = _modality(data_config)
+    if settings is None:
+        return builder
+    from aesthetics_jax.data.builders import modality  # pylint: disable=g-import-not-at-top
+
+    data_dir = modality.parent_tfds_root(builder.data_dir)  # beside the parent build
+    built = modality.build_modality(data_dir, parent_dir=os.fspath(builder.data_dir), producer=settings["producer"],
+                                    producer_params=dict(settings.get("params") or {}),
+                                    batch_size=int(settings.get("batch_size", 8)), progress=True)
+    _log_skipped(built)
+    return built
+
+
+def _prepare_base(data_config):
     name = data_config.name
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
     if name == "eva":
@@ -160,6 +223,16 @@ def source(builder, split: str, data_config=None):
     ``data_config.unit``, the default, is true; raw otherwise).
     """
     raw = pipeline.make_source(builder, split)
+    if builder.name == "modality":
+        parent = (builder.info.metadata or {}).get("parent") or {}
+        settings = _modality(data_config) if data_config is not None else None
+        mode = settings["input"] if settings else "map"
+        rgb = pipeline.make_source(parent["dir"], split) if mode == "rgb+map" else None
+        raw = ModalitySource(raw, rgb, mode)
+        if parent.get("name") == "eva":
+            unit = True if data_config is None else bool(data_config.get("unit", True))
+            return ScoresSource(raw, unit=unit, patches=False)
+        return raw
     if builder.name in ("eva", "eva_patches"):
         unit = True if data_config is None else bool(data_config.get("unit", True))
         return ScoresSource(raw, unit=unit, patches=builder.name == "eva_patches")
@@ -209,7 +282,44 @@ class ScoresSource:
         if self.unit:
             scores = (scores - self._lo) / self._span
         if not self.patches:
-            return {"image": record["image"], "scores": scores, "id": np.int64(record["id"])}
+            out = {"image": record["image"], "scores": scores, "id": np.int64(record["id"])}
+            if "map" in record:  # a modality build read as RGB + map
+                out["map"] = record["map"]
+            return out
         parent = np.int64(record["parent_id"])
         return {"image": record["image"], "scores": scores, "id": parent, "parent_id": parent,
                 "patch_index": np.int32(record["patch_index"]), "coverage": np.float32(record["coverage"])}
+
+
+class ModalitySource:
+    """Records of a modality build as the pipeline reads them (module docstring, "Modality versions").
+
+    ``mode`` "map": the map PNG is the ``image``; "rgb+map": ``image`` is the parent record's JPEG
+    (``rgb_source[parent_index]``, its id checked) and ``map`` the map PNG. Every label of the
+    record is kept. Random access and picklable, like the TFDS sources it wraps.
+    """
+
+    def __init__(self, maps, rgb_source, mode: str):
+        if mode not in ("map", "rgb+map"):
+            raise ValueError(f"ModalitySource mode must be 'map' or 'rgb+map', got {mode!r}")
+        if mode == "rgb+map" and rgb_source is None:
+            raise ValueError("mode 'rgb+map' needs the parent build's source")
+        self.maps, self.rgb_source, self.mode = maps, rgb_source, mode
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __getitem__(self, index: int) -> dict:
+        record = dict(self.maps[index])
+        png = record.pop("map")
+        if self.mode == "map":
+            record["image"] = png
+            return record
+        parent_index = int(record["parent_index"])
+        rgb = self.rgb_source[parent_index]
+        for key in ("id", "name"):
+            if key in record and key in rgb and np.asarray(record[key]) != np.asarray(rgb[key]):
+                raise ValueError(f"modality record {index} has {key} {record[key]!r} but parent record {parent_index} "
+                                 f"has {rgb[key]!r}: the parent build changed after the maps were built; rebuild")
+        record["image"], record["map"] = rgb["image"], png
+        return record

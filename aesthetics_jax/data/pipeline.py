@@ -14,7 +14,9 @@ Pipeline (grain lazy-dataset API, grain 0.2.18):
       .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))  threads (cv2 drops the GIL)
       .batch(batch_size, drop_remainder)
 
-Batches are numpy, images uint8 (normalise on device). `mask` is False only on padding rows,
+Batches are numpy, images uint8 (normalise on device). A record with a ``map`` (PNG bytes, from
+``datasets.ModalitySource`` in "rgb+map" mode) gets it as a 4th channel, stacked before the
+transforms so the map and the RGB pixels get the same resize, crop and flip: images [B, S, S, 4]. `mask` is False only on padding rows,
 which exist only with `pad_remainder=True` (eval): each shard is then padded to
 ceil(ceil(N / shard_count) / batch_size) full batches, so every host yields the same number of
 equally shaped batches (what a multi-host jitted eval step needs); padding rows are zeros.
@@ -101,6 +103,21 @@ def make_source(builder_name_or_dir: str | os.PathLike | tfds.core.DatasetBuilde
     return builder.as_data_source(split=split, decoders=decoders)
 
 
+def _pixels(record: Mapping[str, Any]) -> np.ndarray:
+    """The record's decoded pixels: ``image`` [H, W, 3], with a ``map`` (an 8-bit single-channel PNG
+    of the same size: a modality build read as RGB + map) appended as channel 4 -> [H, W, 4]."""
+    pixels = preprocessing.decode_jpeg(record["image"])
+    if "map" not in record:
+        return pixels
+    extra = cv2.imdecode(np.frombuffer(record["map"], np.uint8), cv2.IMREAD_UNCHANGED)
+    if extra is None or extra.ndim != 2 or extra.dtype != np.uint8:
+        raise ValueError(f"record {record.get('id', '?')}: its map is not an 8-bit single-channel image")
+    if extra.shape != pixels.shape[:2]:
+        raise ValueError(f"record {record.get('id', '?')}: map {extra.shape[1]}x{extra.shape[0]} but image "
+                         f"{pixels.shape[1]}x{pixels.shape[0]}")
+    return np.concatenate([pixels, extra[..., None]], axis=-1)
+
+
 def _labels(record: Mapping[str, Any], keys: Sequence[str]) -> dict[str, np.ndarray]:
     return {key: np.asarray(record[key], dtype=_DTYPES.get(key)) for key in keys}
 
@@ -113,7 +130,7 @@ class _EvalLoad(grain.transforms.Map):
         self._transform = dict(transform) if transform else None
 
     def map(self, record):
-        pixels = preprocessing.decode_jpeg(record["image"])
+        pixels = _pixels(record)
         if self._transform is not None:
             image = preprocessing.apply_transform(pixels, self._transform)
         else:
@@ -128,7 +145,7 @@ class _TrainLoad(grain.transforms.RandomMap):
         self._image_size, self._resize_size, self._keys = image_size, resize_size, tuple(keys)
 
     def random_map(self, record, rng: np.random.Generator):
-        image = preprocessing.train_transform(preprocessing.decode_jpeg(record["image"]), rng,
+        image = preprocessing.train_transform(_pixels(record), rng,
                                               resize_size=self._resize_size, image_size=self._image_size)
         return {"image": image, **_labels(record, self._keys), "mask": np.bool_(True)}
 

@@ -15,9 +15,13 @@ Metrics per head type (all names are flat, ``/``-separated)
     * ``emd`` -- predictions ``<h>.distribution`` and/or ``<h>.mean`` (+ optional ``<h>.sd``;
       mean and sd are derived from the distribution when absent); targets ``distribution`` and/or
       ``mean_score`` (the mean is derived from the distribution when absent).
-      ``<h>/srcc, plcc, krcc, accuracy, mae, rmse`` on mean scores; ``<h>/emd_r1, emd_r2`` when
-      both distributions exist; ``<h>/sd_srcc, sd_plcc`` (predicted vs true sd of the score
-      distribution) when the true distribution and a predicted sd exist.
+      ``<h>/srcc, plcc, krcc, accuracy, mae, rmse`` on mean scores; when both distributions exist
+      the distribution-aware metrics ``<h>/emd_r1, emd_r2`` (NIMA EMD), ``<h>/js`` (Jensen-Shannon
+      divergence in bits, in [0, 1]), ``<h>/hist_intersection`` (``sum_i min(p_i, q_i)``, in
+      [0, 1]) and ``<h>/mode_acc`` (fraction of images whose predicted argmax bin is one of the
+      true distribution's maximal bins -- ties in the true distribution all count);
+      ``<h>/sd_srcc, sd_plcc`` (predicted vs true sd of the score distribution) when the true
+      distribution and a predicted sd exist.
     * ``scores`` -- prediction ``<h>.scores [N, K]`` vs target ``scores [N, K]``:
       ``<h>/<output>/{srcc, plcc, mae, rmse, r2}`` for each output (names from ``heads[h].names``,
       default ``output_<i>``), and ``<h>/avg/<metric>``, the plain mean over outputs.
@@ -152,6 +156,9 @@ def _emd_head(head: str, cfg: Mapping, preds: Mapping, targets: Mapping, res: _R
             raise ValueError(f"emd head {head!r}: predicted distribution {p_dist.shape} vs target {t_dist.shape}")
         m[f"{head}/emd_r1"] = M.emd(t_dist, p_dist, r=1)
         m[f"{head}/emd_r2"] = M.emd(t_dist, p_dist, r=2)
+        m[f"{head}/js"] = M.js_divergence(t_dist, p_dist, base=2)
+        m[f"{head}/hist_intersection"] = M.histogram_intersection(t_dist, p_dist)
+        m[f"{head}/mode_acc"] = M.mode_accuracy(t_dist, p_dist)
     m[f"{head}/mae"] = M.mae(t_mean, p_mean)
     m[f"{head}/rmse"] = M.rmse(t_mean, p_mean)
     if t_sd is not None and p_sd is not None:

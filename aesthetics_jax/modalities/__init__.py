@@ -36,6 +36,7 @@ asks for that name (no import-time registration), as `cli.COMMANDS` does. One fi
   spectral   spectral-residual saliency, training-free, no weights (the default saliency)
   msinet     MSI-Net saliency (Kroner et al. 2020) with converted SALICON weights
   blur       blur / defocus map (Zhuo & Sim 2011 re-blur gradient ratio, dense), training-free; 1 = sharp
+  depth      monocular relative depth from a local Depth Anything V2 / DPT checkpoint (torch); 1 = nearest
 
 Files and builds: `modalities/files.py` (`compute_map_files`, behind `aesthetics-jax maps` =
 `modalities/commands.py` and `data_prep/maps.py`) reads image files with the builders' checked
@@ -59,6 +60,7 @@ PRODUCERS: dict[str, tuple[str, str]] = {
     "spectral": ("aesthetics_jax.modalities.spectral", "SpectralSaliency"),
     "msinet": ("aesthetics_jax.modalities.msinet", "MSINetSaliency"),
     "blur": ("aesthetics_jax.modalities.blur", "BlurMap"),
+    "depth": ("aesthetics_jax.modalities.depth", "DepthMap"),
 }
 
 DEFAULT_SALIENCY = "spectral"

@@ -14,7 +14,7 @@ Sources (`resolve_source`), in the order given:
            `<data_dir>/<name>/<config>` (newest version), or a name such as "eva/default" found in
            `data_dir`), read with `pipeline.make_source`, every split (or `split`) in sorted order;
            pixels are the stored JPEG decoded by `preprocessing.decode_jpeg` (what training sees);
-           id = the record's `id` feature. The map of a build record therefore has exactly the
+           id = the record's `id` feature (AADB: its `name`). The map of a build record therefore has exactly the
            shape of the parent's stored pixels (what `eva_patches` needs).
 
 Output in `out_dir`:
@@ -328,6 +328,7 @@ def compute_map_files(producer, sources, out_dir, *, bits: int = 16, shard: tupl
     complete), seconds.
     """
     from aesthetics_jax.data import image_io, preprocessing  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.data.builders.modality import record_id  # pylint: disable=g-import-not-at-top
 
     if bits not in _SCALE:
         raise ValueError(f"bits must be 16 or 8, got {bits}")
@@ -374,7 +375,7 @@ def compute_map_files(producer, sources, out_dir, *, bits: int = 16, shard: tupl
         split_name, k = item.ref.rsplit("/", 1)
         record = readers[(item.source.path, split_name)][int(k)]
         ref = f"{item.source.path}#{item.ref}"
-        image_id = str(int(record["id"]))
+        image_id = record_id(record)
         shape = _valid_png(os.path.join(out_dir, f"{image_id}.png"), bits)
         if shape is not None:
             return image_id, ref, None, None, shape  # resumed: no decode

@@ -15,17 +15,24 @@ Backbones are an explicit dict, name -> (module, class, default preset); a backb
 imported only when it is created. Backbone kwargs:
 
   mobilenet      width (Keras alpha; 0.25/0.5/0.75/1.0 have ImageNet weights), depth_multiplier=1,
-                 num_blocks=13 (fewer: tiny test variant)
+                 num_blocks=13 (fewer: tiny test variant), frozen_blocks=0 (variable freezing)
   mobilenet_v2   width (0.35 ... 1.4), num_blocks=17 (fewer: tiny test variant),
                  layout='keras' | 'torchvision' (symmetric stride-2 padding, BN eps 1e-5)
   inception      InceptionV3: layout='keras' (BN without gamma, pooling excludes padding) |
                  'torchvision' (BN gamma, count_include_pad pooling), transform_input=False
                  (torchvision's ImageNet-mean/std -> [-1, 1] remap), num_mixed=11 (fewer: tiny
-                 test variant), width=1.0 (filter multiplier: reduced demo model); feature_map = last kept mixed block (Grad-CAM target)
+                 test variant), width=1.0 (filter multiplier: reduced demo model), frozen_blocks=0
+                 (variable freezing); feature_map = last kept mixed block (Grad-CAM target)
   clip           CLIP image tower: variant='vit_b16' (vit_b32, vit_b16, vit_l14, vit_l14_336, tiny),
                  pooled='projected' | 'pre_projection', attention=None|'xla'|'cudnn',
                  pad_tokens_to=0, overrides image_size, patch_size, width, layers, num_heads,
                  mlp_ratio, embed_dim, act ('quick_gelu' | 'gelu'); see `clip.py`
+
+Variable layer freezing (`frozen_blocks`, mobilenet and inception): `num_backbone_blocks(name,
+**kw)` counts the blocks in input order and `freeze_regex(name, k, **kw)` selects the parameters
+of the first k, for `config.schedule`; the backbone itself runs those blocks frozen (BatchNorm in
+inference mode, no gradient). `extend_input_kernel` widens a pretrained RGB input convolution
+for RGB + map input.
 """
 
 from __future__ import annotations
@@ -125,8 +132,40 @@ def create(
     )
 
 
+# backbone name -> the kwarg holding its block count, and the count's default.
+_BLOCK_COUNTS = {"mobilenet": ("num_blocks", 13), "inception": ("num_mixed", 11)}
+
+
+def num_backbone_blocks(name: str, **backbone_kwargs) -> int:
+    """Blocks of backbone `name` in input order, stem included (the largest `frozen_blocks`)."""
+    if name not in _BLOCK_COUNTS:
+        raise ValueError(f"variable layer freezing is defined for {sorted(_BLOCK_COUNTS)}, not {name!r}")
+    key, default = _BLOCK_COUNTS[name]
+    return int(backbone_kwargs.get(key, default)) + 1
+
+
+def freeze_regex(name: str, frozen_blocks: int, prefix: str = "backbone/", **backbone_kwargs) -> str | None:
+    """Regex over parameter paths selecting the first `frozen_blocks` blocks of backbone `name` (None: none)."""
+    count = num_backbone_blocks(name, **backbone_kwargs)
+    module = importlib.import_module(_entry(name).module)
+    return module.freeze_regex(frozen_blocks, count - 1, prefix=prefix)
+
+
+def extend_input_kernel(kernel, in_channels: int):
+    """A conv kernel [kh, kw, C, F] widened to `in_channels` inputs: every new input channel gets the
+    mean of the C pretrained kernels (RGB + map: the map starts as a grey-level input)."""
+    kernel = jnp.asarray(kernel)
+    if kernel.ndim != 4 or in_channels < kernel.shape[2]:
+        raise ValueError(f"cannot extend a kernel of shape {kernel.shape} to {in_channels} input channels")
+    mean = jnp.mean(kernel, axis=2, keepdims=True)
+    return jnp.concatenate([kernel] + [mean] * (in_channels - kernel.shape[2]), axis=2)
+
+
 __all__ = [
     "BACKBONES",
+    "extend_input_kernel",
+    "freeze_regex",
+    "num_backbone_blocks",
     "AestheticsModel",
     "create",
     "create_backbone",

@@ -42,6 +42,11 @@ at least 8; width 1 is the published model, the only one with ImageNet weights):
 it makes the reduced InceptionV3 that demos train from scratch on a CPU (same graph and names,
 fewer channels). Minimum input size is 75 px (Keras' `min_size`).
 
+Variable layer freezing: `frozen_blocks = k` runs the first k blocks in input order (0 = the stem,
+then mixed0, mixed1, ...) as Keras runs `trainable = False` layers: BatchNorm in inference mode and
+no gradient into them (`stop_gradient` after block k-1); `freeze_regex(k)` selects their
+parameters for `config.schedule` (frozen in the optimiser too). k = num_mixed + 1: head only.
+
 Output: `{'feature_map': output of the last kept mixed block [B, h, w, C] (8x8x2048 at 299 px),
 compute dtype -- the Grad-CAM target, 'pooled': its global average [B, C] float32}`.
 """
@@ -51,6 +56,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 LAYOUTS = ("keras", "torchvision")
@@ -98,7 +104,8 @@ def _forward(ops, x, num_mixed: int):
     x = cb(x, "Conv2d_3b_1x1", 80, (1, 1), 1, "VALID")
     x = cb(x, "Conv2d_4a_3x3", 192, (3, 3), 1, "VALID")
     x = ops.max_pool(x)
-    for name, kind, arg in MIXED[:num_mixed]:
+    x = ops.block_end(x, 0)
+    for block, (name, kind, arg) in enumerate(MIXED[:num_mixed], start=1):
         p = name + "."
         if kind == "A":
             b1 = cb(x, p + "branch1x1", 64, (1, 1))
@@ -144,6 +151,7 @@ def _forward(ops, x, num_mixed: int):
             bd = ops.concat([cb(bd, p + "branch3x3dbl_3a", 384, (1, 3)), cb(bd, p + "branch3x3dbl_3b", 384, (3, 1))])
             bp = cb(ops.avg_pool(x), p + "branch_pool", 192, (1, 1))
             x = ops.concat([b1, b3, bd, bp])
+        x = ops.block_end(x, block)
     return x
 
 
@@ -169,6 +177,10 @@ class _GraphOps:
         bn = self._node([conv])
         self.bn_of[bn] = i
         return self._node([bn])  # Activation('relu')
+
+    def block_end(self, x, index):
+        del index
+        return x
 
     def max_pool(self, x):
         return self._node([x])
@@ -250,11 +262,34 @@ def top_blocks_regex(num_blocks: int, num_mixed: int = NUM_MIXED, prefix: str = 
     return f"^{prefix}(conv2d|batch_normalization)_({'|'.join(map(str, indices))})/"
 
 
+def freeze_regex(frozen_blocks: int, num_mixed: int = NUM_MIXED, prefix: str = "backbone/") -> str | None:
+    """Regex over parameter paths selecting the first `frozen_blocks` blocks from the input (None for 0).
+
+    Blocks in input order: 0 = the stem (the five convolutions before mixed0, conv/BN pairs 0..4),
+    then mixed0 .. mixed{num_mixed-1}. `freeze_regex(num_mixed + 1)` is the whole backbone;
+    `freeze_regex(k)` is the complement of `top_blocks_regex(num_mixed + 1 - k)` within the backbone.
+    """
+    if not 0 <= frozen_blocks <= num_mixed + 1:
+        raise ValueError(f"frozen_blocks must be in 0..{num_mixed + 1} (stem + {num_mixed} mixed blocks), "
+                         f"got {frozen_blocks}")
+    if frozen_blocks == 0:
+        return None
+    indices = list(range(5)) + [i for m in MIXED[:frozen_blocks - 1] for i in block_conv_indices(m[0], num_mixed)]
+    names = [keras_conv_name(i) for i in indices] + [keras_bn_name(i) for i in indices]
+    return f"^{prefix}({'|'.join(names)})/"
+
+
 class _FlaxOps:
     def __init__(self, module: "Inception", train: bool):
         self.module = module
-        self.train = train
+        self.requested_train = train
+        self.train = train and module.frozen_blocks <= 0  # block 0 (the stem) first
         self.count = 0
+
+    def block_end(self, x, index):
+        """After block `index`: the next block trains unless frozen; gradients stop after the last frozen one."""
+        self.train = self.requested_train and index + 1 >= self.module.frozen_blocks
+        return jax.lax.stop_gradient(x) if index == self.module.frozen_blocks - 1 else x
 
     def conv_bn(self, x, torch_name, filters, kernel, stride=1, padding="SAME"):
         m = self.module
@@ -312,6 +347,7 @@ class Inception(nn.Module):
     num_mixed: int = NUM_MIXED
     width: float = 1.0
     dtype: Any = jnp.float32
+    frozen_blocks: int = 0  # blocks (stem, mixed0, ...) run frozen from the input; see freeze_regex
 
     def keras_module_order(self) -> list[str]:
         """Our module names in Keras `model.layers` order (for Keras 3 `.weights.h5` files)."""
@@ -326,6 +362,10 @@ class Inception(nn.Module):
             raise ValueError(f"num_mixed must be in 0..{NUM_MIXED}, got {self.num_mixed}")
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
+        if not 0 <= self.frozen_blocks <= self.num_mixed + 1:
+            raise ValueError(f"frozen_blocks must be in 0..{self.num_mixed + 1}, got {self.frozen_blocks}")
+        if self.transform_input and x.shape[-1] != 3:
+            raise ValueError(f"transform_input (torchvision layout) is defined for RGB input, got {x.shape[-1]} channels")
         if min(x.shape[1:3]) < 75:
             raise ValueError(f"InceptionV3 needs inputs of at least 75x75 pixels, got {x.shape[1:3]}")
         if self.transform_input:

@@ -13,6 +13,11 @@ Presets (all computed in float32, whatever the model's compute dtype):
     torch     (x / 255 - mean) / std      ImageNet mean/std, torchvision models.
     clip      (x / 255 - mean) / std      OpenAI CLIP mean/std.
     none      x                           only a cast to float32 (inputs already normalised).
+
+A 4-channel input (RGB + a modality map as channel 4, `data.datasets` "rgb+map") is normalised
+per channel too: keras_tf and none act on every channel alike; the mean/std presets give the 4th
+channel the mean of the three RGB means and of the three stds, the statistics its input-conv
+kernel (initialised to the mean of the RGB kernels) was pretrained against on average.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ PRESETS = ("keras_tf", "torch", "clip", "none")
 
 
 def _mean_std(images, mean, std):
+    if images.shape[-1] == len(mean) + 1:  # RGB + a map channel
+        mean, std = (*mean, sum(mean) / len(mean)), (*std, sum(std) / len(std))
     if images.shape[-1] != len(mean):
         raise ValueError(f"mean/std preset expects {len(mean)} channels, got images of shape {images.shape}")
     mean = np.asarray(mean, np.float32)

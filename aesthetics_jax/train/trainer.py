@@ -76,6 +76,10 @@ def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
                 out[key] = value
             elif key not in flat_s:
                 missing.append(path)
+            elif _input_kernel(flat_s[key].shape, value.shape):  # RGB kernel -> RGB + map input
+                out[key] = models.extend_input_kernel(flat_s[key], value.shape[2]).astype(value.dtype)
+                logging.info("init_from: %s extended from %d to %d input channels (mean of the RGB kernels)",
+                             path, flat_s[key].shape[2], value.shape[2])
             elif tuple(flat_s[key].shape) != tuple(value.shape):
                 raise ValueError(
                     f"init_from {what} {path}: shape {flat_s[key].shape} in the checkpoint, "
@@ -98,6 +102,13 @@ def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
         params=merge(state.params, loaded["params"], "params"),
         batch_stats=merge(state.batch_stats, loaded["batch_stats"], "batch_stats"),
     )
+
+
+def _input_kernel(saved: tuple, wanted: tuple) -> bool:
+    """Whether a checkpoint conv kernel of shape `saved` is a 3-channel input kernel that the model
+    (`wanted`) takes with extra input channels: same spatial size and filters, 3 -> more inputs."""
+    return (len(saved) == 4 and len(wanted) == 4 and saved[2] == 3 and wanted[2] > 3
+            and tuple(saved[:2]) == tuple(wanted[:2]) and saved[3] == wanted[3])
 
 
 class _Predictor:
@@ -195,7 +206,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # Model, optimiser, mesh, state.
     mesh = sharding.make_mesh(config.get("fsdp", 1))
     model = _create_model(config)
-    image_shape = (config.data.image_size, config.data.image_size, 3)
+    image_shape = (config.data.image_size, config.data.image_size, datasets.input_channels(config.data))
     rng = jax.random.key(config.seed)
     init_rng, train_rng = jax.random.split(rng)
     abstract_params = jax.eval_shape(

@@ -83,6 +83,18 @@ class CheckedBuilder(tfds.core.GeneratorBasedBuilder):
             out.append(inspection)
         return out
 
+    def _carry_parent_skips(self, parent_dir: str) -> None:
+        """Lists the image skips of the build in `parent_dir` (its skipped.csv) as this build's own,
+        detail prefixed 'parent build: ' (builders derived from another build: eva_patches, modality)."""
+        path = os.path.join(parent_dir, SKIPPED_REPORT)
+        if os.path.isfile(path):
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    if row["reason"] in image_io.SKIP_REASONS:
+                        self._skip(row["id"], int(row["line"]), row["file"], row["reason"],
+                                   f"parent build: {row['detail']}")
+        self._stats["num_parent_skipped"] = len(self._skipped)
+
     def _report_order(self, record: dict):
         return record["file"], record["line"]
 

@@ -243,7 +243,7 @@ class EvaPatches(base.CheckedBuilder):
         if parent.name != "eva":
             raise ValueError(f"{self._parent_dir} is a {parent.name!r} build; eva_patches needs an EVA build")
         self._parent_splits_file = os.path.join(self._parent_dir, eva.SPLITS_FILE)
-        self._carry_parent_skips()
+        self._carry_parent_skips(self._parent_dir)
         producer = None
         if config.maps_dir:
             from aesthetics_jax.modalities import files  # pylint: disable=g-import-not-at-top
@@ -261,19 +261,6 @@ class EvaPatches(base.CheckedBuilder):
             self._stats["map_bits"] = 16
         self._stats.update(splits={}, num_fallback=0, num_upscaled=0)
         return {name: self._generate_examples(parent, name, producer) for name in sorted(parent.info.splits)}
-
-    def _carry_parent_skips(self) -> None:
-        path = os.path.join(self._parent_dir, base.SKIPPED_REPORT)
-        if not os.path.isfile(path):
-            return
-        import csv  # pylint: disable=g-import-not-at-top
-
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["reason"] in image_io.SKIP_REASONS:
-                    self._skip(row["id"], int(row["line"]), row["file"], row["reason"],
-                               f"parent build: {row['detail']}")
-        self._stats["num_parent_skipped"] = len(self._skipped)
 
     def _map(self, parent_id: int, pixels: np.ndarray, ref: str):
         """maps_dir: (map, None) or (None, (file, reason, detail))."""
