@@ -15,12 +15,13 @@ chosen here, and every choice is a field of this config, so a sweep can vary it:
              kernels expect); ``rgb+X`` feeds it as a 4th channel beside RGB, the input convolution
              widened and its new channel initialised to the mean of the RGB kernels
              (``models.extend_input_kernel``, applied when init_from loads a 3-channel kernel).
-               saliency  producer "spectral" (training-free; ``--config.data.modality.producer=msinet
-                         --config.data.modality.params.weights=DIR`` would need the params field
-                         added: set it in a copy of this file or with a sweep override)
+               saliency  producer "spectral" (training-free); with ``saliency=msinet`` MSI-Net
+                         (``--config.data.modality.params.weights=DIR``, a directory written by
+                         ``aesthetics-jax convert --from msi-net``)
                blur      producer "blur" (Zhuo & Sim 2011 re-blur gradient ratio; 1 = sharp)
                depth     producer "depth" from a local transformers checkpoint
                          (Depth Anything V2 / DPT): ``--config.data.modality.params.model_dir=DIR``
+  saliency=  spectral (default) | msinet: the saliency producer of the saliency modalities
   BACKBONE   mobilenet (default; NIMA's MobileNet v1 alpha 1, 224 px) | inception (InceptionV3, 299 px)
   freeze=K   variable layer freezing: the first K backbone blocks from the input are frozen
              (parameters out of the optimiser, BatchNorm in inference mode, no gradient). Blocks:
@@ -56,16 +57,17 @@ PRODUCERS = {
     "blur": ("blur", {}),
     "depth": ("depth", {"model_dir": ""}),
 }
+SALIENCY = {"spectral": ("spectral", {}), "msinet": ("msinet", {"weights": ""})}
 
 
-def modality_data(modality: str) -> ml_collections.ConfigDict:
-    """``config.data.modality`` for one of MODALITIES."""
+def modality_data(modality: str, saliency: str = "spectral") -> ml_collections.ConfigDict:
+    """``config.data.modality`` for one of MODALITIES (saliency maps by SALIENCY[saliency])."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; known: {list(MODALITIES)}")
     if modality == "rgb":
         return ml_collections.ConfigDict(dict(input="rgb", producer="", params={}, batch_size=8))
     kind = modality.split("+")[-1]
-    producer, params = PRODUCERS[kind]
+    producer, params = SALIENCY[saliency] if kind == "saliency" else PRODUCERS[kind]
     return ml_collections.ConfigDict(dict(input="rgb+map" if modality.startswith("rgb+") else "map",
                                           producer=producer, params=dict(params), batch_size=8))
 
@@ -87,7 +89,7 @@ def apply_init(c: ml_collections.ConfigDict, init: str) -> None:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     names, options = common.parse_options(arg, flags=MODALITIES + BACKBONES + ("smoke",),
-                                          options={"freeze": int, "init": INITS})
+                                          options={"freeze": int, "init": INITS, "saliency": tuple(SALIENCY)})
     modality = [n for n in names if n in MODALITIES]
     backbone = [n for n in names if n in BACKBONES]
     if len(modality) > 1 or len(backbone) > 1:
@@ -101,7 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = common.ava_data()
     c.data.val_fraction = 0.05
     c.data.image_size, c.data.resize_size = (299, 320) if backbone == "inception" else (224, 256)
-    c.data.modality = modality_data(modality)
+    c.data.modality = modality_data(modality, options.get("saliency", "spectral"))
 
     c.model = common.nima_model(name=backbone, width=1.0, dropout=0.75)
     c.losses = common.distribution_aware_losses(r=2, mean_weight=0.1, sd_weight=0.1)

@@ -18,7 +18,7 @@ train() {  # name, config argument, extra flags
   "$py" launch.py --config "configs/modality_demo.py:$arg" --workdir "$out/$name" \
     --config.data.data_dir "$out/data" --alsologtostderr=false "$@" > "$out/$name.log" 2>&1 \
     || { tail -20 "$out/$name.log"; exit 1; }
-  grep -E "^  test/emd/(srcc|plcc) " "$out/$name.log" | tr -s ' ' | sed "s/^/    /" || true
+  grep -E "^test/emd/(srcc|plcc) " "$out/$name.log" | tr -s ' ' | sed "s/^/    held-out /" || true
 }
 mkdir -p "$out"
 train rgb rgb

@@ -143,6 +143,13 @@ def test_eva_and_aadb_modality_builds_have_the_parents_ids_per_split(tmp_path, d
     for split in parent.info.splits:
         ids = _ids(parent, split)
         assert ids and _ids(built, split) == ids
+    if dataset == "eva":  # read for training: EVA targets (unit-scaled) beside the RGB pixels and the map
+        cfg = ml_collections.ConfigDict(dict(name="eva", modality=dict(input="rgb+map", producer="spectral")))
+        record = datasets.source(built, "train", cfg)[0]
+        parent_record = datasets.source(parent, "train")[0]
+        assert record["image"] == parent_record["image"] and isinstance(record["map"], bytes)
+        np.testing.assert_array_equal(record["scores"], parent_record["scores"])
+        assert record["id"] == parent_record["id"]
     if dataset == "aadb":  # AADB's identifier is the image name, kept as a feature
         assert all(not i.isdigit() for i in _ids(built, "train"))
         record = pipeline.make_source(built, "train")[0]
@@ -297,6 +304,8 @@ def test_config_variants():
     assert c.data.modality.producer == "depth" and c.data.modality.input == "map" and "model_dir" in c.data.modality.params
     assert modality_nima.get_config("").init_from.dont_load == ["^emd/"]
     assert modality_nima.get_config("saliency").data.modality.producer == "spectral"
+    msinet = modality_nima.get_config("rgb+saliency,saliency=msinet").data.modality
+    assert msinet.producer == "msinet" and "weights" in msinet.params and msinet.input == "rgb+map"
     with pytest.raises(ValueError, match="frozen_blocks must be in 0..14"):
         modality_nima.get_config("blur,freeze=15")
     with pytest.raises(ValueError, match="unknown config variant"):

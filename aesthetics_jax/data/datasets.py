@@ -70,9 +70,9 @@ __all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "input_
 #: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
 EVA_KEYS = ("scores", "id")
 EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
-#: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
 #: ``config.data.modality.input`` values.
 MODALITY_INPUTS = ("rgb", "map", "rgb+map")
+#: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
 PATCH_OPTIONS = ("patches_per_image", "patch_size", "top_focus", "threshold", "sampling", "fallback_top_k", "seed",
                  "producer", "producer_params", "maps_dir", "jpeg_quality", "batch_size", "num_threads")
 

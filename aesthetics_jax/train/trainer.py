@@ -51,7 +51,9 @@ def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
 
     ``init_cfg.workdir`` is a training workdir (its checkpoint ``init_cfg.step``, -1 = latest) or a
     model bundle (directory or .tar.gz; ``step`` does not apply), whose files are checked against
-    its sha256 manifest first.
+    its sha256 manifest first. A 3-channel input convolution loaded into a model that takes more
+    channels (RGB + a modality map) is widened by ``models.extend_input_kernel`` (each new channel
+    = the mean of the RGB kernels); any other shape difference is an error.
     """
     import re
 
