@@ -293,7 +293,7 @@ def test_convert_cli_on_idealo_file(nima_files, nima_model, tmp_path, capsys):
     out3 = tmp_path / "torchvision_style"
     assert main(["convert", "--from", "keras", str(tmp / "nima_flat.hdf5"), "--arch", "nima_mobilenet",
                  "--transform", "torchvision:resize_size=256", "--out", str(out3)]) == 0
-    assert bundle_lib.load(str(out3)).transform == {"name": "torchvision", "resize_size": 256, "image_size": 224}
+    assert bundle_lib.load(str(out3)).transform == {"name": "torchvision", "resize_size": 256, "image_size": 224, "bicubic": 0}
 
 
 # ---------------------------------------------------------------- MobileNet v1 width / MobileNetV2 files

@@ -45,10 +45,12 @@ def test_keras_load_img(files, size):
         np.testing.assert_array_equal(got, want, err_msg=name)
 
 
-@pytest.mark.parametrize("resize_size,crop", [(342, 299), (256, 224), (232, 224), (37, 32)])
-def test_torchvision_resize_center_crop(files, resize_size, crop):
-    spec = preprocessing.transform_spec("torchvision", resize_size=resize_size, image_size=crop)
-    reference = T.Compose([T.Resize(resize_size, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(crop)])
+@pytest.mark.parametrize("resize_size,crop,bicubic", [(342, 299, 0), (256, 224, 0), (232, 224, 0), (37, 32, 0),
+                                                       (224, 224, 1), (37, 32, 1)])
+def test_torchvision_resize_center_crop(files, resize_size, crop, bicubic):
+    spec = preprocessing.transform_spec("torchvision", resize_size=resize_size, image_size=crop, bicubic=bicubic)
+    mode = T.InterpolationMode.BICUBIC if bicubic else T.InterpolationMode.BILINEAR  # bicubic: CLIP's preprocess
+    reference = T.Compose([T.Resize(resize_size, interpolation=mode), T.CenterCrop(crop)])
     for name, path in files.items():
         want = np.asarray(reference(Image.open(path).convert("RGB")))
         got = preprocessing.apply_transform(image_io.read_image(path), spec)

@@ -5,6 +5,8 @@
     aesthetics-jax convert --from keras inception_v3.weights.h5 --arch inception --out incv3
     aesthetics-jax convert --from torchvision inception_v3.pth --arch inception --out incv3_tv
     aesthetics-jax convert --from hf-clip clip/model.safetensors --arch clip --out clip_b16
+    aesthetics-jax convert --from openai-clip vit_l14_sd.pt --arch clip --out clip_l14
+    aesthetics-jax convert --from laion-aesthetic sac+logos+ava1-l14-linearMSE.pth --clip clip_l14 --out laion_v2
 
 A model with heads (`--arch nima_mobilenet`, or any arch with `--option heads=...`) is written as a
 **verified model bundle** (`export/bundle.py`: safetensors params, model.json with the input
@@ -19,6 +21,13 @@ preprocessing of the source (`--transform` overrides it):
     torchvision   torchvision: Resize(342) + CenterCrop(299) for InceptionV3 (IMAGENET1K_V1),
                   Resize(256) + CenterCrop(224) for MobileNetV2 IMAGENET1K_V1 (V2 weights:
                   `--transform torchvision:resize_size=232`)
+
+`--from laion-aesthetic FILE --clip DIR` (no --arch): a LAION aesthetic predictor (v1 linear, v2 MLP,
+v2 ReLU MLP; `convert/laion.py`) on the CLIP image tower converted into DIR (a backbone-only CLIP
+conversion, below) -> a bundle whose `laion` scores head gives `scores.laion_aesthetic`, the LAION
+score. Its input transform: `torchvision:resize_size=S,bicubic=1` (shorter side to S with Pillow
+BICUBIC, centre crop S; S = the CLIP image size), CLIP's own `preprocess`; CLIP's mean/std
+normalisation is the model's 'clip' preset.
 
 A backbone-only conversion (bare `mobilenet`, `mobilenet_v2`, `inception`, `clip`) has nothing to
 score with; it is written as a checkpoint for training heads on, and the command prints the next
@@ -70,7 +79,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "clip": dict(model=dict(name="clip", preprocess="clip"), image_size=224,
                  sources=("openai-clip", "open-clip", "hf-clip"), doc="CLIP image tower (+ full CLIP in OUT/clip)"),
 }
-SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip", "msi-net")
+SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip", "msi-net", "laion-aesthetic")
 # torchvision's documented eval resize per arch (the weights' `transforms()`: ImageClassification).
 TORCHVISION_RESIZE = {"inception": 342, "mobilenet_v2": 256, "mobilenet": 256}
 
@@ -192,7 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", required=True, choices=SOURCES)
     p.add_argument("src", help="weight file (.h5/.hdf5/.weights.h5, .pth/.pt/.bin, .safetensors); msi-net: "
                                "a TF checkpoint prefix/.index, a frozen .pb, or a SavedModel directory")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHS), help="required except for --from msi-net")
+    p.add_argument("--arch", default=None, choices=sorted(ARCHS),
+                   help="required except for --from msi-net and --from laion-aesthetic")
+    p.add_argument("--clip", default=None, metavar="DIR",
+                   help="--from laion-aesthetic: a CLIP conversion directory (convert --from openai-clip|open-clip|"
+                        "hf-clip FILE --arch clip --out DIR) whose image tower the predictor scores")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option (backbone kwarg, or heads/dropout/preprocess), JSON-parsed")
@@ -255,11 +268,58 @@ def _write_bundle(args, model_json: dict, image_size: int, transform: dict, para
     bundle.load(args.out)  # verify what was written: every sha256, and the variables read back
 
 
+def _convert_laion(args) -> int:
+    """LAION aesthetic predictor (.pth / .safetensors) + a CLIP conversion directory -> a bundle."""
+    from aesthetics_jax.convert import laion
+
+    if args.clip is None:
+        print("aesthetics-jax convert: --from laion-aesthetic needs --clip DIR (a CLIP image tower converted with "
+              "--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR)", file=sys.stderr)
+        return 2
+    unused = [flag for flag, value in (("--arch", args.arch), ("--option", args.option), ("--dont-load", args.dont_load),
+                                       ("--ignore", args.ignore)) if value]
+    if unused:
+        print(f"aesthetics-jax convert: {', '.join(unused)} do not apply to --from laion-aesthetic "
+              "(the model is the CLIP tower of --clip plus the predictor)", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.src):
+        print(f"aesthetics-jax convert: no file {args.src}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.out) and os.listdir(args.out):
+        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+        return 2
+    try:
+        model_cfg, params, image_size, info = laion.build(args.src, args.clip)
+        transform = (parse_transform(args.transform, image_size) if args.transform
+                     else parse_transform(f"torchvision:resize_size={image_size},bicubic=1", image_size))
+    except (ValueError, KeyError, OSError) as e:
+        print(f"aesthetics-jax convert: {args.src} -> laion-aesthetic failed:\n{e}", file=sys.stderr)
+        return 1
+    fmt = "safetensors" if args.src.endswith(".safetensors") else "torch-state-dict"
+    source = {"from": args.source, "format": fmt, "path": os.path.abspath(args.src),
+              "sha256": bundle.sha256_file(args.src), "size_bytes": os.path.getsize(args.src),
+              "variant": info["variant"], "clip": info["clip"]}
+    conversion = {"ignored": [], "kept_init": [], "dont_load": [], "ignore": [], "laion": info}
+    args.arch = f"laion_aesthetic_{info['variant']}"
+    _write_bundle(args, model_cfg, image_size, transform, params, {}, source, conversion)
+    note = f"\nnote: {info['note']}" if "note" in info else ""
+    print(f"converted {args.src} ({fmt}, LAION aesthetic {info['variant']}, layers {info['layers']}) on the CLIP "
+          f"image tower of {args.clip} -> model bundle {args.out} (verified; input transform {transform['name']})"
+          f"\nuse it: aesthetics-jax predict PHOTOS --model {args.out}   (score: scores.{laion.SCORE_NAME})   |   "
+          f"aesthetics-jax models add {args.out} --name NAME{note}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(argv)
     if args.source == "msi-net":
         return _convert_msinet(args)
+    if args.source == "laion-aesthetic":
+        return _convert_laion(args)
+    if args.clip is not None:
+        print("aesthetics-jax convert: --clip applies to --from laion-aesthetic only", file=sys.stderr)
+        return 2
     if args.arch is None:
         print(f"aesthetics-jax convert: --arch is required for --from {args.source}", file=sys.stderr)
         return 2

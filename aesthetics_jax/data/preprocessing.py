@@ -104,7 +104,7 @@ def eval_transform(image: np.ndarray, *, resize_size: int, image_size: int) -> n
 TRANSFORMS = {
     "resize_center_crop": (("resize_size", "image_size"), {"resize_shorter": 0}),
     "keras_load_img": (("image_size",), {}),
-    "torchvision": (("resize_size", "image_size"), {}),
+    "torchvision": (("resize_size", "image_size"), {"bicubic": 0}),  # bicubic=1: CLIP's Resize(BICUBIC)
 }
 
 
@@ -126,6 +126,8 @@ def transform_spec(name: str, **fields) -> dict:
             spec[key] = int(value)
     if name == "resize_center_crop":
         _check_sizes(spec["resize_size"], spec["image_size"])
+    if name == "torchvision" and spec["bicubic"] not in (0, 1):
+        raise ValueError(f"transform 'torchvision': bicubic must be 0 (Pillow BILINEAR) or 1 (BICUBIC), got {spec['bicubic']}")
     if spec["image_size"] < 1:
         raise ValueError(f"transform {name!r}: image_size must be >= 1")
     return spec
@@ -142,7 +144,8 @@ def describe_transform(spec: dict) -> str:
         return (f"keras load_img(target_size=({spec['image_size']}, {spec['image_size']})): squashing resize, "
                 "Pillow NEAREST, aspect ratio not kept")
     if name == "torchvision":
-        return (f"torchvision Resize({spec['resize_size']}) of the shorter side, Pillow BILINEAR (antialiased), "
+        resample = "BICUBIC" if spec.get("bicubic") else "BILINEAR"
+        return (f"torchvision Resize({spec['resize_size']}) of the shorter side, Pillow {resample} (antialiased), "
                 f"CenterCrop({spec['image_size']})")
     raise ValueError(f"unknown transform {name!r}")
 
@@ -171,7 +174,8 @@ def apply_transform(image: np.ndarray, spec: dict) -> np.ndarray:
         new_short, new_long = spec["resize_size"], int(spec["resize_size"] * long / short)
         new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
         if (new_w, new_h) != (width, height):
-            image = _pil_resize(image, new_w, new_h, Image.Resampling.BILINEAR)
+            resample = Image.Resampling.BICUBIC if spec.get("bicubic") else Image.Resampling.BILINEAR
+            image = _pil_resize(image, new_w, new_h, resample)
         if min(new_w, new_h) < size:
             raise ValueError(f"torchvision transform: resize_size {spec['resize_size']} < image_size {size}")
         top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))

@@ -11,9 +11,20 @@ Types (`HEAD_TYPES`):
               Params: `dense` (Dense num_bins).
               Returns `logits` [B, K], `distribution` [B, K] (softmax, float32),
               `mean` [B] = sum_i i p_i and `sd` [B] = sqrt(sum_i (i - mean)^2 p_i), i = 1..K.
-  scores      Linear regression. kwargs: `num_outputs`, optional `names` (len == num_outputs;
-              `num_outputs` defaults to len(names)). Params: `dense`. Returns `scores` [B, N].
-              `names` are metadata (column order) for losses/evaluators: `head.names`.
+  scores      Linear regression, or an MLP regressor. kwargs: `num_outputs`, optional `names`
+              (len == num_outputs; `num_outputs` defaults to len(names)); optional
+              `hidden=()` (widths of hidden Dense layers), `activation='none'` ('none' | 'relu',
+              applied after each hidden layer), `l2_normalize=False` (divide the input
+              features by their L2 norm first; a zero vector is left as it is, as LAION's
+              `normalized()` does). Params: `hidden_0`, `hidden_1`, ... (one Dense per
+              `hidden` entry, in order) then `dense` (Dense num_outputs); with the defaults
+              this is just `dense`, the layout of every earlier scores head. Returns `scores`
+              [B, N]. `names` are metadata (column order) for losses/evaluators: `head.names`.
+              The LAION aesthetic predictors are scores heads on the projected CLIP image
+              embedding with `l2_normalize=True`: v1 `hidden=()`, v2
+              `hidden=(1024, 128, 64, 16)` with `activation='none'` (the released
+              `sac+logos+ava1-l14-linearMSE.pth`) or `'relu'`; their Dropout layers act only in
+              training and have no counterpart here (see `convert/laion.py`).
   attributes  Aesthetics-XAI / AADB style. kwargs: `names` (attribute names), `hidden=64`.
               One small expert per attribute, `expert_{name}`: Dense(hidden) named `hidden`
               -> ReLU -> Dense(1) named `out` (paths `attributes/expert_Light/hidden/kernel`).
@@ -59,11 +70,18 @@ class EmdHead(nn.Module):
         return {"logits": logits, "distribution": distribution, "mean": mean, "sd": jnp.sqrt(var)}
 
 
+SCORES_ACTIVATIONS = {"none": lambda x: x, "relu": nn.relu}
+
+
 class ScoresHead(nn.Module):
-    """Linear regression to `num_outputs` scores (e.g. AADB score, modality scores)."""
+    """Linear regression (or an MLP, `hidden`) to `num_outputs` scores (e.g. AADB score, modality
+    scores, the LAION aesthetic score); see the module docstring."""
 
     num_outputs: int | None = None
     names: Sequence[str] | None = None
+    hidden: Sequence[int] = ()
+    activation: str = "none"
+    l2_normalize: bool = False
     dtype: Any = jnp.float32
 
     @property
@@ -76,7 +94,21 @@ class ScoresHead(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return {"scores": _dense(self.size, self.dtype, "dense")(x).astype(jnp.float32)}
+        if self.activation not in SCORES_ACTIVATIONS:
+            raise ValueError(f"scores head: activation must be one of {sorted(SCORES_ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
+        hidden = tuple(self.hidden or ())
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"scores head: hidden must be positive integers, got {list(hidden)}")
+        size = self.size
+        if self.l2_normalize:
+            x32 = x.astype(jnp.float32)
+            norm = jnp.linalg.norm(x32, axis=-1, keepdims=True)
+            x = (x32 / jnp.where(norm == 0, 1.0, norm)).astype(self.dtype)
+        act = SCORES_ACTIVATIONS[self.activation]
+        for i, width in enumerate(hidden):
+            x = act(_dense(width, self.dtype, f"hidden_{i}")(x))
+        return {"scores": _dense(size, self.dtype, "dense")(x).astype(jnp.float32)}
 
 
 class _Expert(nn.Module):
