@@ -93,6 +93,17 @@ def default_transform(source: str, arch: str, image_size: int) -> dict | None:
     return None
 
 
+def _bad_paths(args) -> bool:
+    """Prints why and returns True when the source file is missing or the output directory is not empty."""
+    if not os.path.isfile(args.src):
+        print(f"aesthetics-jax convert: no file {args.src}", file=sys.stderr)
+        return True
+    if os.path.exists(args.out) and os.listdir(args.out):
+        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+        return True
+    return False
+
+
 def parse_transform(text: str, image_size: int) -> dict:
     """``NAME[:key=value,...]`` -> a transform spec (``image_size`` defaults to the model's)."""
     from aesthetics_jax.data import preprocessing
@@ -282,11 +293,7 @@ def _convert_laion(args) -> int:
         print(f"aesthetics-jax convert: {', '.join(unused)} do not apply to --from laion-aesthetic "
               "(the model is the CLIP tower of --clip plus the predictor)", file=sys.stderr)
         return 2
-    if not os.path.isfile(args.src):
-        print(f"aesthetics-jax convert: no file {args.src}", file=sys.stderr)
-        return 2
-    if os.path.exists(args.out) and os.listdir(args.out):
-        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+    if _bad_paths(args):
         return 2
     try:
         model_cfg, params, image_size, info = laion.build(args.src, args.clip)
@@ -328,11 +335,7 @@ def main(argv: list[str]) -> int:
         print(f"aesthetics-jax convert: --arch {args.arch} cannot come from --from {args.source} "
               f"(possible: {', '.join(arch['sources'])})", file=sys.stderr)
         return 2
-    if not os.path.isfile(args.src):
-        print(f"aesthetics-jax convert: no file {args.src}", file=sys.stderr)
-        return 2
-    if os.path.exists(args.out) and os.listdir(args.out):
-        print(f"aesthetics-jax convert: output directory {args.out} is not empty", file=sys.stderr)
+    if _bad_paths(args):
         return 2
     model_cfg = dict(arch["model"])
     if args.arch == "inception" and args.source == "torchvision":

@@ -70,21 +70,7 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no LAION aesthetic predictor file at {path}")
-    if path.suffix == ".safetensors":
-        sd = clip_convert.read_safetensors(path)
-    else:
-        import torch
-
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-            obj = obj["state_dict"]
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
-        sd = {}
-        for key, value in obj.items():
-            if not isinstance(value, torch.Tensor):
-                raise ValueError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
-            sd[key] = value.detach().cpu().float().numpy()
+    sd = clip_convert.read_safetensors(path) if path.suffix == ".safetensors" else clip_convert.read_torch(path)
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return {k: np.asarray(v, np.float32) for k, v in sd.items()}
