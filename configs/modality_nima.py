@@ -128,20 +128,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evals = common.evals(val_split="validation", test_split="test")
 
     if "smoke" in names:
-        c.data.image_size, c.data.resize_size = (75, 80) if backbone == "inception" else (32, 36)
-        c.data.num_threads = 2
-        if backbone == "inception":
+        common.make_smoke(c)  # 32 px, width 0.25, batch 8, 6 steps
+        if backbone == "inception":  # InceptionV3 needs >= 75 px: stem + 2 mixed blocks
+            c.data.image_size, c.data.resize_size = 75, 80
             c.model.num_mixed = 2
-            c.model.width = 0.25
-            apply_freezing(c, min(options.get("freeze", 0), 3), dict(warmup_steps=1, decay_type="cosine"))
         else:
-            c.model.width = 0.25
             c.model.num_blocks = 3
-            apply_freezing(c, min(options.get("freeze", 0), 4), dict(warmup_steps=1, decay_type="cosine"))
-        c.batch_size = 8
-        c.eval_batch_size = 8
-        c.total_steps = 6
-        c.log_every = 2
-        c.eval_every = 3
-        c.ckpt_every = 2
+        blocks = models.num_backbone_blocks(backbone, **{k: c.model[k] for k in ("num_blocks", "num_mixed")
+                                                         if k in c.model})
+        apply_freezing(c, min(options.get("freeze", 0), blocks), dict(warmup_steps=1, decay_type="cosine"))
     return c

@@ -438,3 +438,15 @@ def backbone_kwargs(config: clip_model.CLIPConfig) -> dict:
             kwargs["variant"] = name
     kwargs.update({k: v for k, v in vars(config.vision).items()})
     return kwargs
+
+
+def read_conversion(clip_dir: str | Path) -> dict:
+    """`convert.json` of a CLIP conversion directory (`aesthetics-jax convert --from openai-clip|
+    open-clip|hf-clip FILE --arch clip --out DIR`); ValueError naming the directory if it has none.
+    Read by the models built on a converted CLIP (convert/laion.py, zeroshot/clip_iqa.py)."""
+    clip_dir = Path(clip_dir)
+    meta_path = clip_dir / "convert.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{clip_dir}: no convert.json; give the output directory of `aesthetics-jax convert "
+                         "--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR`")
+    return json.loads(meta_path.read_text())

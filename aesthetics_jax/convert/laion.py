@@ -124,16 +124,11 @@ def convert_state_dict(sd: Mapping[str, np.ndarray], path: str | Path = "<state 
 def read_clip_dir(clip_dir: str | Path) -> tuple[dict, dict, dict]:
     """A CLIP conversion directory (`aesthetics-jax convert --from openai-clip|open-clip|hf-clip ...
     --arch clip --out DIR`) -> `(convert_json, backbone_model_config, backbone_params)`."""
-    import json
-
+    from aesthetics_jax.convert import clip as clip_convert
     from aesthetics_jax.train import checkpointing
 
     clip_dir = Path(clip_dir)
-    meta_path = clip_dir / "convert.json"
-    if not meta_path.is_file():
-        raise ValueError(f"--clip {clip_dir}: no convert.json; give the output directory of `aesthetics-jax convert "
-                         "--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR`")
-    meta = json.loads(meta_path.read_text())
+    meta = clip_convert.read_conversion(clip_dir)
     model = dict(meta.get("model") or {})
     if model.get("name") != "clip":
         raise ValueError(f"--clip {clip_dir}: convert.json model is {model.get('name')!r}, not a CLIP image tower "

@@ -58,7 +58,6 @@ Text embeddings of all prompts are computed once at construction (L2-normalised,
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -188,12 +187,10 @@ def _encode_image(m: clip_model.CLIP, pixels, pos_embed: str, kernel: str):
 def load_clip_dir(clip_dir: str | os.PathLike) -> tuple[clip_model.CLIPConfig, Any]:
     """A CLIP conversion directory (`aesthetics-jax convert --from openai-clip|open-clip|hf-clip FILE
     --arch clip --out DIR`) -> `(CLIPConfig, params)` of the whole CLIP (`DIR/clip`, both towers)."""
+    from aesthetics_jax.convert import clip as clip_convert  # pylint: disable=g-import-not-at-top
+
     clip_dir = Path(clip_dir)
-    meta_path = clip_dir / "convert.json"
-    if not meta_path.is_file():
-        raise ValueError(f"{clip_dir}: no convert.json; give the output directory of `aesthetics-jax convert "
-                         "--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR`")
-    meta = json.loads(meta_path.read_text())
+    meta = clip_convert.read_conversion(clip_dir)
     if "clip_config" not in meta or not (clip_dir / "clip").is_dir():
         raise ValueError(f"{clip_dir}: not a full-CLIP conversion (needs convert.json['clip_config'] and {clip_dir}/clip/, "
                          "written by `aesthetics-jax convert ... --arch clip`); zero-shot scoring needs the text tower")
