@@ -22,6 +22,12 @@ Losses
       distribution-aware prediction"; their weights are not published -- see
       :func:`distribution_aware` for our defaults and why). ``mu``/``sd`` are the mean and standard
       deviation of the score distribution over scores 1..N, as ``metrics.distribution_mean/sd``.
+    * ``clip_infonce``: CLIP's symmetric contrastive loss on ``[B, B]`` image-caption logits (row i =
+      image i, column j = caption j, matching pairs on the diagonal): the mean of the image->text
+      and text->image cross-entropies with the diagonal as labels (Radford et al. 2021). Its
+      ``target`` is optional: ``'tokens'`` makes images with identical captions positives of each
+      other; without one, the term names only ``output`` (``'clip.logits'``,
+      ``models.clip.ContrastiveCLIP``).
     * ``mse``: squared error; ``mae``: absolute error; ``huber``: ``0.5 x^2`` for ``|x| <= delta``,
       ``delta (|x| - delta/2)`` beyond (same as ``optax.losses.huber_loss``).
 
@@ -51,9 +57,11 @@ import inspect
 import math
 from typing import Any, Callable, Mapping
 
+import jax
 import jax.numpy as jnp
 
-__all__ = ["emd_loss", "distribution_aware", "mse", "mae", "huber", "total_loss", "LOSSES", "weighted_mean"]
+__all__ = ["emd_loss", "distribution_aware", "clip_infonce", "mse", "mae", "huber", "total_loss", "LOSSES",
+           "TARGETLESS", "weighted_mean"]
 
 
 def _float(x) -> jnp.ndarray:
@@ -189,6 +197,38 @@ def distribution_aware(
     return _reduce(per, weights, reduce)
 
 
+def clip_infonce(logits, reduce: bool = True, *, weights=None, caption_ids=None):
+    """Symmetric InfoNCE: ``(CE(logits, diag) + CE(logits.T, diag)) / 2`` per pair, on ``[B, B]``.
+
+    ``caption_ids`` (``[B, T]`` token ids of each image's caption, the term's optional ``target``):
+    images whose captions are *identical* are positives of each other -- the cross-entropy target
+    of row i is uniform over the columns j with the same caption (and likewise per column). On
+    captions that are all distinct (real comments) this is exactly the plain loss; on templated
+    captions (the demo's critiques, where "the subject is sharp" describes many images of a batch)
+    it stops the loss from pushing apart images that truly share a description.
+
+    ``weights`` (``[B]``, 0 = a padding pair) removes a pair both as an example and as a negative
+    for the others (its row and column are masked out of the softmaxes). With ``reduce=False`` the
+    ``[B]`` per-pair losses (mean of the two directions) are returned.
+    """
+    logits = _float(logits)
+    if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"clip_infonce needs square [B, B] logits (one caption per image), got {logits.shape}")
+    keep = jnp.ones(logits.shape[0], bool) if weights is None else _float(weights) > 0
+    pair = keep[None, :] & keep[:, None]
+    logits = jnp.where(pair, logits, -1e9)
+    if caption_ids is None:
+        positive = jnp.eye(logits.shape[0], dtype=bool)
+    else:
+        ids = jnp.asarray(caption_ids)
+        positive = jnp.all(ids[:, None, :] == ids[None, :, :], axis=-1)
+    positive = positive & pair | jnp.eye(logits.shape[0], dtype=bool)
+    target = positive / jnp.sum(positive, axis=1, keepdims=True)  # symmetric: rows and columns alike
+    image_to_text = -jnp.sum(target * jax.nn.log_softmax(logits, axis=1), axis=1)
+    text_to_image = -jnp.sum(target.T * jax.nn.log_softmax(logits, axis=0).T, axis=1)
+    return _reduce(0.5 * (image_to_text + text_to_image), weights, reduce)
+
+
 def mse(y_true, y_pred, reduce: bool = True, *, weights=None):
     """Mean squared error; per example the mean over non-batch axes."""
     y_true, y_pred = _check_pair(y_true, y_pred, "mse")
@@ -218,7 +258,10 @@ LOSSES: dict[str, Callable[..., jnp.ndarray]] = {
     "mse": mse,
     "mae": mae,
     "huber": huber,
+    "clip_infonce": clip_infonce,
 }
+#: Loss types with no batch target: their terms name only ``output``.
+TARGETLESS = ("clip_infonce",)
 
 _RESERVED = ("type", "output", "target", "weight")
 _NOT_CONFIGURABLE = ("reduce", "weights")
@@ -259,7 +302,8 @@ def total_loss(outputs: Mapping, batch: Mapping, loss_config: Mapping, mask=None
         raise ValueError("loss_config is empty: configure at least one loss term")
     for name, raw_spec in config.items():
         spec = _entries(raw_spec)
-        missing = [k for k in ("type", "output", "target") if k not in spec]
+        required = ("type", "output") if spec.get("type") in TARGETLESS else ("type", "output", "target")
+        missing = [k for k in required if k not in spec]
         if missing:
             raise ValueError(f"loss term {name!r} lacks required field(s) {missing}")
         loss_type = spec["type"]
@@ -267,7 +311,7 @@ def total_loss(outputs: Mapping, batch: Mapping, loss_config: Mapping, mask=None
             raise ValueError(f"loss term {name!r}: unknown loss type {loss_type!r}; known: {sorted(LOSSES)}")
         fn = LOSSES[loss_type]
         kwargs = {k: v for k, v in spec.items() if k not in _RESERVED}
-        allowed = set(inspect.signature(fn).parameters) - {"y_true", "y_pred", "p_true", "p_pred"}
+        allowed = set(inspect.signature(fn).parameters) - {"y_true", "y_pred", "p_true", "p_pred", "logits", "caption_ids"}
         allowed -= set(_NOT_CONFIGURABLE)
         unknown = sorted(set(kwargs) - allowed)
         if unknown:
@@ -275,6 +319,13 @@ def total_loss(outputs: Mapping, batch: Mapping, loss_config: Mapping, mask=None
                 f"loss term {name!r}: {loss_type!r} loss takes no option(s) {unknown}; allowed: {sorted(allowed)}"
             )
         prediction = _lookup_output(outputs, spec["output"], name)
+        if loss_type in TARGETLESS:  # an optional target: the caption ids that mark shared positives
+            if "target" in spec:
+                if spec["target"] not in batch:
+                    raise KeyError(f"loss term {name!r}: batch has no target {spec['target']!r} (keys: {sorted(batch)})")
+                kwargs["caption_ids"] = batch[spec["target"]]
+            terms[name] = spec.get("weight", 1.0) * fn(prediction, weights=mask, **kwargs)
+            continue
         target_key = spec["target"]
         if target_key not in batch:
             raise KeyError(f"loss term {name!r}: batch has no target {target_key!r} (keys: {sorted(batch)})")

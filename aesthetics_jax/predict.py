@@ -44,9 +44,33 @@ most ``batch_size``, so few shapes compile) and
 bundle has none; with a stored ``model.onnx`` this path imports no JAX at all).
 
 A model is named by a bundle path (directory or .tar.gz; ``aesthetics-jax convert`` writes one for
-every converted model with heads) or by the name of a bundle in the local registry
-(``export/registry.py``: ``aesthetics-jax models add|list``, directory ``$AESTHETICS_JAX_MODELS``).
-Nothing is downloaded.
+every converted model with heads, a LAION aesthetic predictor included: ``scores.laion_aesthetic``),
+by the name of a bundle in the local registry (``export/registry.py``: ``aesthetics-jax models
+add|list``, directory ``$AESTHETICS_JAX_MODELS``), or by ``clip-iqa:DIR`` (below). Nothing is
+downloaded.
+
+Zero-shot CLIP-IQA (``model="clip-iqa:DIR"``, DIR a whole-CLIP conversion: ``aesthetics-jax convert
+--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR``; ``zeroshot/clip_iqa.py``)::
+
+    aesthetics_jax.predict("photos/", model="clip-iqa:clip_b16", prompts="pyiqa")
+    # {'image': 'photos/a.jpg', 'clip_iqa': 0.62,
+    #  'clip_iqa_pairs': {'Good image|bad image': 0.71, 'Sharp image|blurry image': 0.55, ...}}
+
+    aesthetics-jax predict photos/ --model clip-iqa:clip_b16 [--prompts default|ava_attributes|pyiqa|FILE]
+                           [--pos-embed none|interpolate] [--image-size N] [--kernel bicubic|bilinear]
+
+  clip_iqa        the CLIP-IQA score in [0, 1] (higher = better): the mean over prompt pairs of the
+                  positive prompt's softmax probability
+  clip_iqa_pairs  ``{"positive|negative": probability}`` per pair (CSV: ``clip_iqa_pairs.<pair>``)
+
+``prompts``: a prompt set name (``clip_iqa.PROMPT_SETS``) or a file of ``positive|negative`` lines.
+Preprocessing (``zeroshot/scoring.py``): ``pos_embed='none'`` (default) is CLIP's own
+``Resize(S, BICUBIC)`` of the shorter side + ``CenterCrop(S)`` at the model's size S;
+``pos_embed='interpolate'`` lets any size through: the whole image at its native size by default
+(pyiqa's practice; each new shape compiles once), or Resize + CenterCrop at ``image_size=N``.
+Images are read and checked as for bundles (per-item errors); ``augmented`` averages the pair
+probabilities of the image and its mirror. Only the ``jax`` backend scores CLIP-IQA. The
+``prompts``, ``pos_embed``, ``image_size`` and ``kernel`` options are refused for bundles.
 
 The CLI streams one line per image as soon as its batch is scored, writes progress to stderr, and
 exits with 1 when any image failed (0 otherwise). It enables JAX's persistent compilation cache
@@ -67,6 +91,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+CLIP_IQA_PREFIX = "clip-iqa:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm")
 BACKENDS = ("jax", "onnx")
 
@@ -232,6 +257,10 @@ class Predictor:
 
         self._run = run
 
+    def prepare(self, source, *, max_pixels: int, lenient: bool) -> np.ndarray:
+        """The model input (float32 [S, S, 3]) of a path or an array; ValueError / OSError with the reason."""
+        return _prepare(source, self.transform, max_pixels=max_pixels, lenient=lenient)
+
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
         for start in range(0, len(batch), self.batch_size):
@@ -285,6 +314,64 @@ class Predictor:
         return item
 
 
+class ClipIQAPredictor:
+    """Zero-shot CLIP-IQA behind the same interface as `Predictor` (``model="clip-iqa:DIR"``; module
+    docstring): ``prepare``, ``predict_batch``, ``format_item``, ``csv_header``."""
+
+    backend = "jax"
+
+    def __init__(self, clip_dir: str | os.PathLike, *, prompts="default", pos_embed: str = "none",
+                 image_size: int | None = None, kernel: str = "bicubic", batch_size: int = 32):
+        from aesthetics_jax.zeroshot import scoring
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.scorer = scoring.ClipIQAScorer.from_dir(clip_dir, prompts, pos_embed=pos_embed, image_size=image_size,
+                                                     kernel=kernel, batch_size=batch_size)
+        self.batch_size = self.scorer.batch_size
+        self.transform = self.scorer.transform  # None: native size
+        self.names = self.scorer.names
+
+    def prepare(self, source, *, max_pixels: int, lenient: bool) -> np.ndarray:
+        # The checked, upright RGB pixels (float arrays rounded to uint8, as for Pillow-based transforms),
+        # then CLIP's Resize + CenterCrop, or nothing at native size.
+        pixels = _load_pixels(source, self.transform or {"name": "native"}, max_pixels=max_pixels, lenient=lenient)
+        return self.scorer.prepare(pixels).astype(np.float32)
+
+    def predict_batch(self, batch, augmented: bool = False) -> dict[str, np.ndarray]:
+        """``{"pairs": [N, P], "score": [N]}`` for prepared images (an array or a list of any shapes)."""
+        pairs = self.scorer.pair_scores(batch)
+        if augmented:
+            pairs = (pairs + self.scorer.pair_scores([np.asarray(x)[:, ::-1] for x in batch])) / 2
+        return {"pairs": pairs, "score": pairs.mean(axis=1)}
+
+    def format_item(self, image_id: str, out: dict[str, np.ndarray], i: int) -> dict:
+        return {"image": image_id, "clip_iqa": float(out["score"][i]),
+                "clip_iqa_pairs": {name: float(v) for name, v in zip(self.names, out["pairs"][i])}}
+
+    def csv_header(self) -> list[str]:
+        return ["image", "clip_iqa", *(f"clip_iqa_pairs.{name}" for name in self.names), "error"]
+
+
+def load_predictor(model, *, backend: str = "jax", batch_size: int = 32, prompts=None, pos_embed: str | None = None,
+                   image_size: int | None = None, kernel: str | None = None):
+    """A `Predictor` (bundle path / registry name) or a `ClipIQAPredictor` (``"clip-iqa:DIR"``)."""
+    options = dict(prompts=prompts, pos_embed=pos_embed, image_size=image_size, kernel=kernel)
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).startswith(CLIP_IQA_PREFIX):
+        if backend != "jax":
+            raise ValueError(f"clip-iqa scores with the jax backend only, not {backend!r}")
+        clip_dir = os.fspath(model)[len(CLIP_IQA_PREFIX):]
+        if not clip_dir:
+            raise ValueError("clip-iqa:DIR needs the CLIP conversion directory after 'clip-iqa:'")
+        defaults = dict(prompts="default", pos_embed="none", image_size=None, kernel="bicubic")
+        return ClipIQAPredictor(clip_dir, batch_size=batch_size,
+                                **{k: defaults[k] if v is None else v for k, v in options.items()})
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: option(s) of clip-iqa:DIR models, not of the bundle {model}")
+    return Predictor(model, backend=backend, batch_size=batch_size)
+
+
 # ----------------------------------------------------------------------------- API
 
 
@@ -299,6 +386,10 @@ def iter_predict(
     num_threads: int = 2,
     max_pixels: int | None = None,
     lenient: bool = False,
+    prompts=None,
+    pos_embed: str | None = None,
+    image_size: int | None = None,
+    kernel: str | None = None,
 ) -> Iterator[dict]:
     """Yields one result per image, in input order, a batch at a time (see ``predict``).
 
@@ -306,15 +397,18 @@ def iter_predict(
     """
     from aesthetics_jax.data.image_io import DEFAULT_MAX_PIXELS
 
-    predictor = model if isinstance(model, Predictor) else Predictor(model, backend=backend, batch_size=batch_size)
+    if isinstance(model, (Predictor, ClipIQAPredictor)):
+        predictor = model
+    else:
+        predictor = load_predictor(model, backend=backend, batch_size=batch_size, prompts=prompts,
+                                   pos_embed=pos_embed, image_size=image_size, kernel=kernel)
     items = _expand(images, recursive)
-    transform = predictor.transform
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
 
     def prepare_one(item):
         image_id, source = item
         try:
-            return _prepare(source, transform, max_pixels=limit, lenient=lenient), None
+            return predictor.prepare(source, max_pixels=limit, lenient=lenient), None
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror and not str(e).startswith(e.strerror) else str(e)
             return None, reason or type(e).__name__
@@ -328,7 +422,10 @@ def iter_predict(
             if index + 1 < len(chunks):  # decode the next batch while this one runs
                 pending = pool.map(prepare_one, chunks[index + 1])
             good = [k for k, (pixels, _) in enumerate(prepared) if pixels is not None]
-            out = predictor.predict_batch(np.stack([prepared[k][0] for k in good]), augmented) if good else {}
+            ready = [prepared[k][0] for k in good]
+            if len({p.shape for p in ready}) == 1:
+                ready = np.stack(ready)  # else (native-size CLIP-IQA) a list of differently shaped images
+            out = predictor.predict_batch(ready, augmented) if good else {}
             row = {k: r for r, k in enumerate(good)}
             for k, (image_id, _) in enumerate(part):
                 if k in row:
@@ -347,16 +444,23 @@ def predict(
     recursive: bool = False,
     max_pixels: int | None = None,
     lenient: bool = False,
+    prompts=None,
+    pos_embed: str | None = None,
+    image_size: int | None = None,
+    kernel: str | None = None,
 ) -> list[dict]:
     """Scores ``images`` (a path, a directory, a list of paths, an array [H, W, 3] / [N, H, W, 3]
-    or a list of arrays) with ``model`` (bundle path, registry name, or a ``Predictor``).
+    or a list of arrays) with ``model`` (bundle path, registry name, ``"clip-iqa:DIR"``, or a
+    ``Predictor`` / ``ClipIQAPredictor``).
 
     Returns one dict per image in input order (directories expand to their image files, sorted);
     see the module docstring for the keys, ``augmented``, ``max_pixels`` (the header pixel-count
-    limit; default PIL's) and ``lenient`` (accept JPEGs libjpeg only warns about).
+    limit; default PIL's) and ``lenient`` (accept JPEGs libjpeg only warns about). ``prompts``,
+    ``pos_embed``, ``image_size`` and ``kernel`` are the CLIP-IQA options (module docstring).
     """
     return list(iter_predict(images, model, augmented=augmented, batch_size=batch_size, backend=backend,
-                             recursive=recursive, max_pixels=max_pixels, lenient=lenient))
+                             recursive=recursive, max_pixels=max_pixels, lenient=lenient, prompts=prompts,
+                             pos_embed=pos_embed, image_size=image_size, kernel=kernel))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -376,7 +480,9 @@ def enable_compilation_cache(directory: str | None = None) -> str:
     return jax.config.jax_compilation_cache_dir
 
 
-def _csv_header(predictor: Predictor) -> list[str]:
+def _csv_header(predictor) -> list[str]:
+    if hasattr(predictor, "csv_header"):
+        return predictor.csv_header()
     cols = ["image"]
     seen = set()
     for head, config in predictor.heads.items():
@@ -437,9 +543,11 @@ class _Progress:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="aesthetics-jax predict", description="Score images with a model bundle.")
+    parser = argparse.ArgumentParser(prog="aesthetics-jax predict",
+                                     description="Score images with a model bundle or zero-shot CLIP-IQA.")
     parser.add_argument("paths", nargs="+", help="image files and/or directories")
-    parser.add_argument("--model", required=True, help="bundle directory/.tar.gz or local registry name")
+    parser.add_argument("--model", required=True,
+                        help="bundle directory/.tar.gz, local registry name, or clip-iqa:DIR (a CLIP conversion)")
     parser.add_argument("--format", choices=("json", "csv"), default="json", help="json: one object per line")
     parser.add_argument("--augmented", action="store_true", help="average over the image and its mirror")
     parser.add_argument("--backend", choices=BACKENDS, default="jax")
@@ -451,6 +559,16 @@ def main(argv: list[str]) -> int:
                         help="refuse images whose header declares more pixels (default 89478485, PIL's limit)")
     parser.add_argument("--lenient", action="store_true",
                         help="accept JPEGs with recoverable corruption (libjpeg 'premature end' etc.)")
+    clip = parser.add_argument_group("clip-iqa:DIR models")
+    clip.add_argument("--prompts", default=None,
+                      help="prompt set (default, ava_attributes, pyiqa) or a file of 'positive|negative' lines "
+                           "(default: default)")
+    clip.add_argument("--pos-embed", default=None, choices=("none", "interpolate"),
+                      help="none (default): CLIP's Resize + CenterCrop at the model's size; interpolate: any size")
+    clip.add_argument("--image-size", type=int, default=None,
+                      help="interpolate: Resize + CenterCrop to N (default / 0: the native image size)")
+    clip.add_argument("--kernel", default=None, choices=("bicubic", "bilinear"),
+                      help="interpolate: resampling of the position embeddings (default bicubic)")
     args = parser.parse_args(argv)
 
     from aesthetics_jax.export.bundle import BundleError
@@ -458,7 +576,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.backend == "jax" and not args.no_cache:
             enable_compilation_cache()
-        predictor = Predictor(args.model, backend=args.backend, batch_size=args.batch_size)
+        predictor = load_predictor(args.model, backend=args.backend, batch_size=args.batch_size, prompts=args.prompts,
+                                   pos_embed=args.pos_embed, image_size=args.image_size, kernel=args.kernel)
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"aesthetics-jax predict: {e}", file=sys.stderr)
         return 2

@@ -51,7 +51,9 @@ def _synthetic(n=N, seed=0):
 def test_registry():
     assert evaluate.EVALUATORS == {"aesthetic": "aesthetics_jax.evaluate.aesthetic",
                                    "patches": "aesthetics_jax.evaluate.patches",
-                                   "explain": "aesthetics_jax.evaluate.explain"}
+                                   "explain": "aesthetics_jax.evaluate.explain",
+                                   "retrieval": "aesthetics_jax.evaluate.retrieval",
+                                   "clip_iqa": "aesthetics_jax.evaluate.clip_iqa"}
     assert evaluate.get_evaluator("aesthetic") is aesthetic
     with pytest.raises(ValueError, match="unknown evaluator type"):
         evaluate.get_evaluator("nope")

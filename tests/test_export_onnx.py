@@ -29,6 +29,7 @@ TINY = {
     "mobilenet_v2": (dict(width=0.35, num_blocks=5), 32),
     "inception": (dict(num_mixed=1), 75),
     "clip": (dict(variant="tiny"), 32),
+    "cgiaa": (dict(variant="tiny", experts=("color",), fusion_dim=16, fusion_heads=2), 32),
 }
 HEADS = {
     "emd": {"emd": {"type": "emd", "num_bins": 10}},

@@ -1,4 +1,4 @@
-"""``aesthetics-jax data build ava|eva|aadb|demo|demo_eva|eva_patches|modality ...``: prepare a dataset.
+"""``aesthetics-jax data build ava|eva|aadb|demo|demo_eva|eva_patches|modality|captions ...``: prepare a dataset.
 
     aesthetics-jax data build ava  --manual_dir /data/AVA  --data_dir /data/tfds [--val_fraction 0.05 --seed 0]
     aesthetics-jax data build eva  --manual_dir /data/eva-dataset --data_dir /data/tfds \\
@@ -13,6 +13,13 @@
 
     aesthetics-jax data build modality --parent_dir <a prepared build> --data_dir /data/tfds \
                                    --producer blur|spectral|msinet|depth [--param k=v] [--shard I/N]
+
+    aesthetics-jax data build captions --format cgiaa|dpc|ava_captions|ava_comments --captions PATH \
+                                   --manual_dir /data/AVA --data_dir /data/tfds [--val_fraction F --seed S]
+
+captions pairs the caption files at PATH (format and layout: aesthetics_jax.data.builders.captions)
+with the AVA images of --manual_dir (an AVA root) into `<data_dir>/captions/<format>_<hash of PATH>...`;
+test = AVA's official test list, --val_fraction carves a seeded validation split out of train.
 
 modality writes the maps of every image of a prepared build (AVA, demo, EVA, AADB: the directory
 holding dataset_info.json, or its config folder) as 8-bit PNGs with the parent's ids, labels and
@@ -46,7 +53,8 @@ import sys
 
 __all__ = ["main", "build"]
 
-DATASETS = ("ava", "eva", "aadb", "demo", "demo_eva", "eva_patches", "modality")
+DATASETS = ("ava", "eva", "aadb", "demo", "demo_eva", "eva_patches", "modality", "captions")
+CAPTION_FORMATS = ("cgiaa", "dpc", "ava_captions", "ava_comments")  # = builders.captions.FORMATS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     patches.add_argument("--jpeg_quality", type=int, default=95)
     patches.add_argument("--shard", default=None, metavar="I/N",
                          help="compute slice I of N of the maps into --maps_dir, then exit")
+    caption = build.add_argument_group("captions")
+    caption.add_argument("--format", choices=CAPTION_FORMATS, default=None, help="captions: the caption files' format")
+    caption.add_argument("--captions", default="", metavar="PATH",
+                         help="captions: the caption file, or the directory of per-attribute files (cgiaa, dpc)")
     return parser
 
 
@@ -134,6 +146,8 @@ def build(args: argparse.Namespace):
     manual_dir = os.path.abspath(os.path.expanduser(args.manual_dir))
     if not os.path.isdir(manual_dir):
         raise SystemExit(f"aesthetics-jax data build {args.dataset}: manual_dir {manual_dir} is not a directory")
+    if args.dataset == "captions":
+        return _build_captions(args, manual_dir, data_dir, progress)
     if args.dataset == "ava":
         from aesthetics_jax.data.builders import ava  # pylint: disable=g-import-not-at-top
 
@@ -149,6 +163,21 @@ def build(args: argparse.Namespace):
     from aesthetics_jax.data.builders import aadb  # pylint: disable=g-import-not-at-top
 
     return aadb.build_aadb(manual_dir, data_dir, resize_shorter=args.resize_shorter, progress=progress)
+
+
+def _build_captions(args: argparse.Namespace, manual_dir: str, data_dir: str, progress: bool):
+    from aesthetics_jax.data.builders import captions  # pylint: disable=g-import-not-at-top
+
+    if not args.format or not args.captions:
+        raise SystemExit("aesthetics-jax data build captions: --format and --captions are required")
+    try:
+        config = captions.config_for(args.format, args.captions, args.val_fraction or 0.0, args.seed,
+                                     args.resize_shorter)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"aesthetics-jax data build captions: {e}") from None
+    return captions.build_captions(manual_dir, data_dir, format=config.format, captions_path=config.captions_path,
+                                   val_fraction=config.val_fraction, seed=config.seed,
+                                   resize_shorter=config.resize_shorter, progress=progress)
 
 
 def _modality_data_dir(args: argparse.Namespace) -> str:
@@ -261,6 +290,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--shard is for eva_patches and modality (images: --inspect_shard)")
     if args.inspect_shard and args.dataset == "modality":
         raise SystemExit("modality checks no image files: use --shard I/N to share its map work")
+    if args.inspect_shard and args.dataset == "captions":
+        raise SystemExit("captions: --inspect_shard is not supported (caption builds check only the captioned images)")
     if args.inspect_shard and args.dataset == "eva_patches":
         raise SystemExit("eva_patches checks no image files: use --shard I/N --maps_dir M to share its map work")
     if args.inspect_shard:

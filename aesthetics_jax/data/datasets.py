@@ -38,6 +38,23 @@ the map PNG as ``image`` (decoded as 3 equal channels), "rgb+map" records the pa
 ``image`` and the map as ``map`` (the pipeline stacks it as channel 4, before any resize / crop /
 flip, so both get the same geometry). ``input_channels(data_config)`` is the model's input depth.
 
+Caption builds (vision-language training; ``data/builders/captions.py``): ``name="captions"``
+builds image–caption records over an AVA directory (``manual_dir``) from caption files::
+
+    captions = dict(format="cgiaa",       # cgiaa | dpc | ava_captions | ava_comments
+                    path="/data/CG-IAA/data",   # the caption file / directory of that format
+                    groups=(),            # () = every caption; e.g. ("color",): one attribute group
+                                          # (color | composition | dof | general): an expert's data
+                    context_length=77)    # tokens per caption (<= the text tower's)
+
+With ``config.data.demo`` and no path, the embedded demo dataset is rendered (as for
+``name="demo"``) and its critiques, written from what the renderer did to each image
+(``builders/demo_captions.py``), are built in CG-IAA's format. Splits are AVA's: the official test
+list is ``test``, so no test image is ever seen in pretraining. ``source`` wraps the split in a
+``CaptionSource`` (records without a caption of the selected groups are left out, the others keep
+only those captions); training batches then carry ``tokens`` [B, context_length]: one caption
+drawn per image per step with the grain rng (``CaptionTokens``), tokenised with CLIP's BPE.
+
 Preparation is idempotent: an existing build is reused. Skipped records are logged here and
 listed in the build's ``skipped.csv``.
 
@@ -65,11 +82,15 @@ from aesthetics_jax.data import pipeline
 from aesthetics_jax.data.builders import ava, base
 
 __all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "input_channels", "ScoresSource",
-           "ModalitySource", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS"]
+           "ModalitySource", "CaptionSource", "CaptionTokens", "text_transform", "CAPTION_KEYS", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS"]
 
 #: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
 EVA_KEYS = ("scores", "id")
 EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
+#: Keys carried into batches from caption records (``CaptionSource``).
+CAPTION_KEYS = ("distribution", "mean_score", "votes", "id", "has_labels")
+#: ``config.data.captions`` fields.
+CAPTION_OPTIONS = ("format", "path", "groups", "context_length")
 #: ``config.data.modality.input`` values.
 MODALITY_INPUTS = ("rgb", "map", "rgb+map")
 #: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
@@ -187,6 +208,8 @@ def _prepare_base(data_config):
         return _prepare_eva(data_config, data_dir)
     if name == "eva_patches":
         return _prepare_eva_patches(data_config, data_dir)
+    if name == "captions":
+        return _prepare_captions(data_config, data_dir)
     if name == "demo":
         from aesthetics_jax.data.builders import demo
 
@@ -201,13 +224,48 @@ def _prepare_base(data_config):
             raise ValueError("config.data.manual_dir must name the AVA directory (AVA.txt, images/, ...)")
         tfds_dir = data_dir
     else:
-        raise ValueError(f"unknown dataset {name!r}; known: 'ava', 'demo', 'eva', 'eva_patches'")
+        raise ValueError(f"unknown dataset {name!r}; known: 'ava', 'demo', 'eva', 'eva_patches', 'captions'")
 
     builder = ava.build_ava(
         manual_dir, tfds_dir,
         val_fraction=data_config.get("val_fraction", 0.0),
         seed=data_config.get("split_seed", 0),
     )
+    _log_skipped(builder)
+    return builder
+
+
+def _captions_settings(data_config) -> dict:
+    settings = dict(data_config.get("captions") or {})
+    unknown = sorted(set(settings) - set(CAPTION_OPTIONS))
+    if unknown:
+        raise ValueError(f"config.data.captions: unknown field(s) {unknown}; known: {', '.join(CAPTION_OPTIONS)}")
+    return settings
+
+
+def _prepare_captions(data_config, data_dir: str):
+    from aesthetics_jax.data.builders import captions  # pylint: disable=g-import-not-at-top
+
+    settings = _captions_settings(data_config)
+    if data_config.get("demo") and not settings.get("path"):
+        from aesthetics_jax.data.builders import demo, demo_captions  # pylint: disable=g-import-not-at-top
+
+        manual_dir = os.path.join(data_dir, "demo", "raw")
+        summary = demo.build_demo_ava(manual_dir, **dict(data_config.demo))
+        critiques = demo_captions.write_demo_critiques(manual_dir)
+        logging.info("demo captions: %d images (%d train, %d test); critiques %s",
+                     summary["num_images"], summary["num_train"], summary["num_test"], critiques)
+        fmt, path, tfds_dir = "cgiaa", os.path.join(manual_dir, "critiques"), os.path.join(data_dir, "demo")
+    else:
+        manual_dir, fmt, path = data_config.manual_dir, settings.get("format"), settings.get("path")
+        if not manual_dir or not fmt or not path:
+            raise ValueError("captions data needs config.data.manual_dir (the AVA directory), "
+                             "config.data.captions.format (cgiaa | dpc | ava_captions | ava_comments) and "
+                             "config.data.captions.path (the caption file or directory)")
+        tfds_dir = data_dir
+    builder = captions.build_captions(manual_dir, tfds_dir, format=fmt, captions_path=path,
+                                      val_fraction=data_config.get("val_fraction", 0.0),
+                                      seed=data_config.get("split_seed", 0), progress=True)
     _log_skipped(builder)
     return builder
 
@@ -236,6 +294,9 @@ def source(builder, split: str, data_config=None):
     if builder.name in ("eva", "eva_patches"):
         unit = True if data_config is None else bool(data_config.get("unit", True))
         return ScoresSource(raw, unit=unit, patches=builder.name == "eva_patches")
+    if builder.name == "captions":
+        groups = _captions_settings(data_config).get("groups") if data_config is not None else None
+        return CaptionSource(raw, groups=groups)
     return raw
 
 
@@ -243,7 +304,16 @@ def label_keys(source) -> tuple[str, ...]:
     """The label keys batches of ``source`` carry (next to ``image`` and ``mask``)."""
     if isinstance(source, ScoresSource):
         return source.label_keys
+    if isinstance(source, CaptionSource):
+        return CAPTION_KEYS
     return pipeline.DEFAULT_KEYS
+
+
+def text_transform(source, data_config):
+    """The pipeline's train-time text transform for ``source`` (``CaptionTokens``), or None."""
+    if not isinstance(source, CaptionSource):
+        return None
+    return CaptionTokens(int(_captions_settings(data_config).get("context_length", 77)))
 
 
 def parent_source(patch_source: "ScoresSource") -> "ScoresSource":
@@ -323,3 +393,66 @@ class ModalitySource:
                                  f"has {rgb[key]!r}: the parent build changed after the maps were built; rebuild")
         record["image"], record["map"] = rgb["image"], png
         return record
+
+
+def _texts(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+
+
+class CaptionSource:
+    """Caption-build records, optionally restricted to attribute ``groups`` (module docstring).
+
+    Records keep their image and labels; ``captions`` / ``caption_attributes`` / ``caption_groups``
+    become lists of ``str`` holding only the selected groups' captions, and records left with none
+    are not in the source. Selecting groups reads every record's captions once (the image bytes
+    come along: array_record reads whole records), cached in memory. Random access and picklable.
+    """
+
+    def __init__(self, source, *, groups=None):
+        self.source = source
+        self.groups = tuple(groups) if groups else None
+        if self.groups:
+            unknown = sorted(set(self.groups) - {"color", "composition", "dof", "general"})
+            if unknown:
+                raise ValueError(f"caption groups {unknown} unknown; known: color, composition, dof, general")
+            self._index = [i for i in range(len(source)) if set(_texts(source[i]["caption_groups"])) & set(self.groups)]
+        else:
+            self._index = list(range(len(source)))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict:
+        record = dict(self.source[self._index[index]])
+        texts, attributes, groups = (_texts(record[k]) for k in ("captions", "caption_attributes", "caption_groups"))
+        keep = [i for i, g in enumerate(groups) if self.groups is None or g in self.groups]
+        record["captions"] = [texts[i] for i in keep]
+        record["caption_attributes"] = [attributes[i] for i in keep]
+        record["caption_groups"] = [groups[i] for i in keep]
+        return record
+
+    def captions(self) -> list[dict]:
+        """``[{'id', 'captions', 'caption_groups'}]`` of every record in source order (evaluation)."""
+        out = []
+        for i in range(len(self)):
+            record = self[i]
+            out.append({"id": int(record["id"]), "captions": record["captions"], "caption_groups": record["caption_groups"]})
+        return out
+
+
+class CaptionTokens:
+    """Train-time text transform: one of the record's captions drawn with the grain rng, tokenised
+    to ``context_length`` ids (CLIP BPE; captions longer than that are truncated, ending in EOT)."""
+
+    def __init__(self, context_length: int = 77):
+        self.context_length = int(context_length)
+
+    def __call__(self, record, rng: np.random.Generator) -> dict:
+        from aesthetics_jax.models import clip_tokenizer  # pylint: disable=g-import-not-at-top  (numpy BPE)
+
+        captions = record["captions"]
+        if not len(captions):
+            raise ValueError(f"caption record {record.get('id', '?')} has no captions")
+        text = captions[int(rng.integers(len(captions)))]
+        tokens = clip_tokenizer.tokenize([text], context_length=self.context_length, truncate=True)[0]
+        return {"tokens": tokens.astype(np.int32)}

@@ -76,6 +76,7 @@ _DTYPES = {
     "distribution": np.float32, "mean_score": np.float32, "votes": np.int32, "id": np.int64,
     "histogram": np.int32, "tags": np.int32, "challenge": np.int32,
     "scores": np.float32, "parent_id": np.int64, "patch_index": np.int32, "coverage": np.float32,
+    "has_labels": np.bool_,
 }
 
 
@@ -139,15 +140,18 @@ class _EvalLoad(grain.transforms.Map):
 
 
 class _TrainLoad(grain.transforms.RandomMap):
-    """Record -> element: decode, resize, random crop, random flip (rng supplied by grain)."""
+    """Record -> element: decode, resize, random crop, random flip (rng supplied by grain), and with
+    a `text` transform its fields (e.g. the tokens of one caption drawn with the same rng)."""
 
-    def __init__(self, image_size: int, resize_size: int, keys: Sequence[str]):
+    def __init__(self, image_size: int, resize_size: int, keys: Sequence[str], text=None):
         self._image_size, self._resize_size, self._keys = image_size, resize_size, tuple(keys)
+        self._text = text
 
     def random_map(self, record, rng: np.random.Generator):
         image = preprocessing.train_transform(_pixels(record), rng,
                                               resize_size=self._resize_size, image_size=self._image_size)
-        return {"image": image, **_labels(record, self._keys), "mask": np.bool_(True)}
+        extra = self._text(record, rng) if self._text is not None else {}
+        return {"image": image, **_labels(record, self._keys), **extra, "mask": np.bool_(True)}
 
 
 class _Padding:
@@ -189,6 +193,7 @@ def make_dataset(
     opencv_threads: int | None = 1,
     num_workers: int = 0,
     eval_transform: Mapping | None = None,
+    text_transform=None,
 ) -> grain.IterDataset:
     """The batched grain IterDataset (see the module docstring); `iter()` it, or use `make_iterator`.
 
@@ -212,6 +217,9 @@ def make_dataset(
         the source must then be picklable (TFDS array_record sources are). 0 = threads only.
       eval_transform: eval only; an inference transform spec (`preprocessing.apply_transform`,
         e.g. a converted model's `keras_load_img`) replacing resize + centre crop.
+      text_transform: train only; a picklable `f(record, rng) -> {key: array}` run after the
+        image transform with the same grain rng (`datasets.CaptionTokens`: one caption drawn per
+        image per step, tokenised), so the draw is a function of the iterator position too.
     """
     if opencv_threads is not None:
         cv2.setNumThreads(int(opencv_threads))
@@ -228,7 +236,7 @@ def make_dataset(
     ds = ds[shard_index::shard_count]
     if train:
         ds = ds.seed(seed).shuffle().repeat(num_epochs)
-        ds = ds.random_map(_TrainLoad(image_size, resize_size, keys))
+        ds = ds.random_map(_TrainLoad(image_size, resize_size, keys, text_transform))
     else:
         ds = ds.map(_EvalLoad(image_size, resize_size, keys, eval_transform))
         if pad_remainder:

@@ -28,6 +28,8 @@ EVALUATORS: dict[str, str] = {
     "aesthetic": "aesthetics_jax.evaluate.aesthetic",
     "patches": "aesthetics_jax.evaluate.patches",
     "explain": "aesthetics_jax.evaluate.explain",
+    "retrieval": "aesthetics_jax.evaluate.retrieval",
+    "clip_iqa": "aesthetics_jax.evaluate.clip_iqa",
 }
 
 

@@ -27,6 +27,12 @@ imported only when it is created. Backbone kwargs:
                  pooled='projected' | 'pre_projection', attention=None|'xla'|'cudnn',
                  pad_tokens_to=0, overrides image_size, patch_size, width, layers, num_heads,
                  mlp_ratio, embed_dim, act ('quick_gelu' | 'gelu'); see `clip.py`
+  cgiaa          CG-IAA fusion: VLAP CLIP image tower (`base`) + per-attribute CLIP experts
+                 (image + text tower matching a critique bank) fused by `fusion`='attention' |
+                 'concat' | 'none'; experts=('color', 'composition', 'dof', 'general'), prompts
+                 (dict expert -> critiques), textual='soft' | 'hard', fusion_dim, fusion_layers,
+                 fusion_heads, the `clip` image overrides and text_variant / text_* overrides;
+                 see `cgiaa.py` (also its `freeze_regex`)
 
 Variable layer freezing (`frozen_blocks`, mobilenet and inception): `num_backbone_blocks(name,
 **kw)` counts the blocks in input order and `freeze_regex(name, k, **kw)` selects the parameters
@@ -59,6 +65,7 @@ BACKBONES: dict[str, BackboneEntry] = {
     "mobilenet_v2": BackboneEntry("aesthetics_jax.models.mobilenet_v2", "MobileNetV2", "keras_tf"),
     "inception": BackboneEntry("aesthetics_jax.models.inception", "Inception", "keras_tf"),
     "clip": BackboneEntry("aesthetics_jax.models.clip", "CLIPVisionTransformer", "clip"),
+    "cgiaa": BackboneEntry("aesthetics_jax.models.cgiaa", "CGIAAFusion", "clip"),
 }
 
 

@@ -55,8 +55,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aesthetics_jax.models import preprocessing
+
 LN_EPS = 1e-5
 ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh")
+STEMS = ("patch", "conv")
 POOLED = ("projected", "pre_projection")
 
 
@@ -70,6 +73,7 @@ class CLIPVisionConfig:
     mlp_ratio: float = 4.0
     embed_dim: int = 512
     act: str = "quick_gelu"
+    stem: str = "patch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +205,12 @@ class CLIPVisionTransformer(nn.Module):
 
     Attributes:
       variant: a key of `VARIANTS`; the fields below left at None take its values.
-      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act: overrides.
+      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act, stem: overrides.
+        stem 'patch' is CLIP's patchify conv1 (every released checkpoint); 'conv' replaces it by
+        log2(patch_size) 3x3 stride-2 convolutions (channels doubling up to width, GELU) and a 1x1
+        projection (`stem_{i}`, `stem_proj`): the convolutional stem of Xiao et al. 2021 ("Early
+        convolutions help transformers see better"), for towers trained from scratch on little
+        data (the CPU demo); same token grid, no pretrained weights exist for it.
       pooled: 'projected' (the CLIP image embedding) or 'pre_projection' (ln_post(class token)).
       attention: `jax.nn.dot_product_attention` implementation: None, 'xla' or 'cudnn'.
       pad_tokens_to: 0, or pad the token axis to a multiple of this with masked keys.
@@ -216,6 +225,7 @@ class CLIPVisionTransformer(nn.Module):
     mlp_ratio: float | None = None
     embed_dim: int | None = None
     act: str | None = None
+    stem: str | None = None
     pooled: str = "projected"
     attention: str | None = None
     pad_tokens_to: int = 0
@@ -241,15 +251,28 @@ class CLIPVisionTransformer(nn.Module):
         if cfg.image_size % cfg.patch_size:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
         grid = cfg.image_size // cfg.patch_size
-        self.conv1 = nn.Conv(
-            cfg.width,
-            (cfg.patch_size, cfg.patch_size),
-            strides=(cfg.patch_size, cfg.patch_size),
-            padding="VALID",
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-        )
+        if cfg.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {cfg.stem!r}")
+        if cfg.stem == "patch":
+            self.conv1 = nn.Conv(
+                cfg.width,
+                (cfg.patch_size, cfg.patch_size),
+                strides=(cfg.patch_size, cfg.patch_size),
+                padding="VALID",
+                use_bias=False,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+            )
+        else:
+            n = cfg.patch_size.bit_length() - 1
+            if cfg.patch_size != 2**n or n < 1:
+                raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {cfg.patch_size}")
+            self.stem_convs = [
+                nn.Conv(max(cfg.width // 2 ** (n - 1 - i), 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                        dtype=self.dtype, param_dtype=jnp.float32, name=f"stem_{i}")
+                for i in range(n)
+            ]
+            self.stem_proj = nn.Conv(cfg.width, (1, 1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
         scale = cfg.width**-0.5
         self.class_embedding = self.param(
             "class_embedding", nn.initializers.normal(scale), (cfg.width,), jnp.float32
@@ -272,7 +295,13 @@ class CLIPVisionTransformer(nn.Module):
         cfg = self.config
         if x.shape[1:3] != (cfg.image_size, cfg.image_size):
             raise ValueError(f"CLIP {self.variant} expects {cfg.image_size}x{cfg.image_size} images, got {x.shape}")
-        x = self.conv1(x.astype(self.dtype))
+        if cfg.stem == "patch":
+            x = self.conv1(x.astype(self.dtype))
+        else:
+            x = x.astype(self.dtype)
+            for conv in self.stem_convs:
+                x = jax.nn.gelu(conv(x), approximate=False)
+            x = self.stem_proj(x)
         b = x.shape[0]
         x = x.reshape(b, -1, cfg.width)
         cls = jnp.broadcast_to(self.class_embedding.astype(self.dtype), (b, 1, cfg.width))
@@ -390,3 +419,70 @@ def zero_shot_scores(image_emb, text_emb, logit_scale):
     text = l2_normalize(text_emb)
     sims = jnp.dot(image, text.T, precision=jax.lax.Precision.HIGHEST)
     return jnp.exp(jnp.asarray(logit_scale, jnp.float32)) * sims
+
+
+#: OpenAI's clamp of the learned temperature: exp(logit_scale) <= 100 (open_clip clamps the stored
+#: log value to [0, log 100] after every step; here the forward pass reads it clamped).
+MAX_LOG_LOGIT_SCALE = float(jnp.log(100.0))
+
+
+class ContrastiveCLIP(CLIP):
+    """Both CLIP towers on raw pixels, for contrastive (VLAP) training and retrieval evaluation.
+
+    A `CLIP` (its params exactly: `visual/...`, `text/...`, `logit_scale`), so a converted
+    checkpoint (`aesthetics-jax convert ... --arch clip`) loads into it unchanged and a trained one
+    loads into `CLIP`, `ClipIQA` or a `cgiaa` fusion model's towers by prefix.
+
+    `__call__(images, tokens=None, train=False)`: images are raw [0, 255] pixels (NHWC), normalised
+    here with the CLIP preset; returns `{'clip': {'image_embed': [B, D] (L2-normalised)}}` plus,
+    with `tokens` [B, T] (one caption per image, `clip_tokenizer.tokenize`), `'text_embed'` [B, D]
+    (L2-normalised), `'logit_scale'` = exp(clamped log scale) (scalar) and `'logits'`
+    [B, B] = scale * image_embed @ text_embed.T (image i, caption j; the diagonal are the pairs).
+    Under `jit` with a batch sharded over devices these are the *global* batch's logits, so the
+    InfoNCE loss (`losses.clip_infonce`) contrasts every image with every caption of the step.
+    While initialising, the text tower is created on dummy tokens when none are given.
+    `embed_text(tokens)` gives L2-normalised text embeddings (retrieval evaluation).
+
+    The temperature is OpenAI's: the stored log scale is read clamped to [0, log 100]
+    (`MAX_LOG_LOGIT_SCALE`; open_clip clamps the parameter in place after each step — reading it
+    clamped gives the same forward pass without a side effect in the step function).
+    """
+
+    def scale(self):
+        return jnp.exp(jnp.clip(self.logit_scale, 0.0, MAX_LOG_LOGIT_SCALE))
+
+    def embed_image(self, images):
+        return l2_normalize(self.encode_image(preprocessing.normalize(images, "clip")))
+
+    def embed_text(self, tokens):
+        return l2_normalize(self.encode_text(tokens))
+
+    def __call__(self, images, tokens=None, train: bool = False):
+        del train  # CLIP has no dropout or batch statistics
+        image = self.embed_image(images)
+        out = {"image_embed": image}
+        if tokens is None and self.is_initializing():
+            tokens = jnp.zeros((1, self.config.text.context_length), jnp.int32)
+        if tokens is not None:
+            text = self.embed_text(tokens)
+            out["text_embed"] = text
+            out["logit_scale"] = self.scale()
+            if text.shape[0] == image.shape[0]:
+                out["logits"] = out["logit_scale"] * jnp.dot(image, text.T, precision=jax.lax.Precision.HIGHEST)
+        return {"clip": out}
+
+
+def create_contrastive(variant: str = "vit_b16", *, dtype: Any = jnp.float32, attention: str | None = None,
+                       pad_tokens_to: int = 0, vision: dict | None = None, text: dict | None = None) -> ContrastiveCLIP:
+    """`ContrastiveCLIP` of `VARIANTS[variant]` with `vision` / `text` field overrides (e.g. a
+    converted checkpoint's `convert.json['clip_config']` parts, or a demo's tiny towers)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown CLIP variant {variant!r}; known: {', '.join(VARIANTS)}")
+    base = VARIANTS[variant]
+    try:
+        config = CLIPConfig(dataclasses.replace(base.vision, **dict(vision or {})),
+                            dataclasses.replace(base.text, **dict(text or {})))
+    except TypeError as e:
+        raise ValueError(f"CLIP tower override: {e}; vision fields {[f.name for f in dataclasses.fields(CLIPVisionConfig)]}, "
+                         f"text fields {[f.name for f in dataclasses.fields(CLIPTextConfig)]}") from None
+    return ContrastiveCLIP(config, attention, pad_tokens_to, jnp.dtype(dtype))

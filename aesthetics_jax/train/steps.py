@@ -6,6 +6,9 @@ argument, so the trainer jits them with explicit in/out shardings and donates th
 per-step dropout key is ``fold_in(rng, state.step)``, so a resumed run draws the same keys as an
 uninterrupted one.
 
+A batch with ``tokens`` (caption token ids, one caption per image) passes them to the model
+(``model.apply(v, image, tokens=..., train=True)``): contrastive CLIP training uses the same step.
+
 Batches hold raw uint8 pixels; the model normalises them itself (see ``models``), so the same
 parameters are fed identically in training, evaluation, export and prediction.
 """
@@ -20,6 +23,10 @@ import jax.numpy as jnp
 import optax
 
 from aesthetics_jax import losses
+
+
+#: Batch keys passed to the model as keyword arguments next to the image when present.
+MODEL_INPUTS = ("tokens",)
 
 
 @flax.struct.dataclass
@@ -66,6 +73,8 @@ def flatten_outputs(outputs: dict[str, Any]) -> dict[str, jax.Array]:
 def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, loss_config):
     step_rng = jax.random.fold_in(rng, state.step)
     mask = batch.get("mask")
+    # Model inputs beyond the image: caption tokens for contrastive models (`ContrastiveCLIP`).
+    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
 
     def loss_fn(params):
         outputs, new_vars = model.apply(
@@ -73,6 +82,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, los
             batch["image"],
             train=True,
             rngs={"dropout": step_rng},
+            **inputs,
             mutable=["batch_stats"],
         )
         loss, terms = losses.total_loss(outputs, batch, loss_config, mask=mask)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from jax.experimental import multihost_utils
 from aesthetics_jax import models
 from aesthetics_jax.data import datasets, pipeline
 from aesthetics_jax.evaluate import get_evaluator
+from aesthetics_jax.models import clip as clip_model
 from aesthetics_jax.train import checkpointing, optimizer, sharding, steps, writers
 
 
@@ -39,71 +41,149 @@ def _format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+#: ``config.task`` values: "aesthetic" = an `AestheticsModel` (backbone + heads) trained on labels;
+#: "contrastive" = a `ContrastiveCLIP` (both towers) trained on image-caption pairs.
+TASKS = ("aesthetic", "contrastive")
+
+
+def _task(config) -> str:
+    task = config.get("task", "aesthetic")
+    if task not in TASKS:
+        raise ValueError(f"config.task must be one of {TASKS}, got {task!r}")
+    return task
+
+
 def _create_model(config):
     cfg = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
     name = cfg.pop("name")
     dtype = cfg.pop("dtype", "float32")
+    if _task(config) == "contrastive":
+        if name != "clip":
+            raise ValueError(f"task 'contrastive' trains a CLIP (config.model.name 'clip'), not {name!r}")
+        return clip_model.create_contrastive(dtype=jnp.dtype(dtype), **cfg)
     return models.create(name, dtype=jnp.dtype(dtype), **cfg)
 
 
-def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
-    """Loads params/batch stats of another run into ``state`` (strict, with ``dont_load``).
+def _init_sources(init_cfg) -> tuple[list[dict], list[str]]:
+    """``config.init_from`` as ``(sources, dont_load)``, each source ``{workdir, step, rename}``.
 
-    ``init_cfg.workdir`` is a training workdir (its checkpoint ``init_cfg.step``, -1 = latest) or a
-    model bundle (directory or .tar.gz; ``step`` does not apply), whose files are checked against
-    its sha256 manifest first. A 3-channel input convolution loaded into a model that takes more
-    channels (RGB + a modality map) is widened by ``models.extend_input_kernel`` (each new channel
-    = the mean of the RGB kernels); any other shape difference is an error.
+    The single-source form ``{workdir, step, dont_load}`` is one source without ``rename``; the
+    multi-source form is ``{sources: [{workdir, step, rename}, ...], dont_load}``.
     """
-    import re
+    cfg = init_cfg.to_dict() if hasattr(init_cfg, "to_dict") else dict(init_cfg)
+    dont_load = list(cfg.get("dont_load") or [])
+    if cfg.get("sources"):
+        if cfg.get("workdir"):
+            raise ValueError("config.init_from: give either workdir or sources, not both")
+        sources = [dict(src) for src in cfg["sources"]]
+    else:
+        sources = [dict(workdir=cfg["workdir"], step=cfg.get("step", -1))]
+    for i, src in enumerate(sources):
+        unknown = sorted(set(src) - {"workdir", "step", "rename"})
+        if unknown or not src.get("workdir"):
+            raise ValueError(f"config.init_from source {i}: needs workdir (and optionally step, rename); "
+                             f"unknown field(s) {unknown}")
+        src["rename"] = [tuple(pair) for pair in (src.get("rename") or [])]
+    return sources, dont_load
 
+
+def _load_source(src) -> dict:
+    """``{'params', 'batch_stats'}`` of one init source: a training workdir (its checkpoint ``step``,
+    -1 = latest), a model bundle (checked against its sha256 manifest first) or a CLIP conversion
+    directory (``aesthetics-jax convert ... --arch clip``: the whole CLIP, ``visual/``, ``text/``,
+    ``logit_scale``)."""
     from aesthetics_jax.export import bundle as bundle_lib
 
-    step = init_cfg.get("step", -1)
-    if bundle_lib.is_bundle(init_cfg.workdir):  # a model bundle: verified against its manifest
-        loaded = bundle_lib.load_variables(init_cfg.workdir)
-    else:
-        loaded = checkpointing.restore_params(
-            os.path.join(init_cfg.workdir, "checkpoints"), None if step is None or step < 0 else step
-        )
-    dont_load = [re.compile(p) for p in init_cfg.get("dont_load", [])]
+    path, step = src["workdir"], src.get("step", -1)
+    if bundle_lib.is_bundle(path):
+        return bundle_lib.load_variables(path)
+    if os.path.isfile(os.path.join(path, "convert.json")) and os.path.isdir(os.path.join(path, "clip")):
+        import orbax.checkpoint as ocp
 
-    def merge(target, source, what):
+        with ocp.StandardCheckpointer() as ckptr:
+            return {"params": ckptr.restore(os.path.abspath(os.path.join(path, "clip"))), "batch_stats": {}}
+    return checkpointing.restore_variables(os.path.join(path, "checkpoints"),
+                                           None if step is None or step < 0 else step)[0]
+
+
+def _renamed(flat: dict, rename: list[tuple[str, str]], where: str) -> dict:
+    """Source paths -> target paths: each ``(regex, replacement)`` of ``rename`` is tried in order
+    (``re.sub`` on the '/'-joined path, first match wins); with a ``rename`` list, source entries
+    no pattern matches are not taken from this source."""
+    if not rename:
+        return flat
+    out = {}
+    for key, value in flat.items():
+        path = "/".join(key)
+        for pattern, replacement in rename:
+            if re.search(pattern, path):
+                new = tuple(re.sub(pattern, replacement, path, count=1).split("/"))
+                if new in out:
+                    raise ValueError(f"init_from {where}: two source entries map to {'/'.join(new)}")
+                out[new] = value
+                break
+    return out
+
+
+def _merge_init(state: steps.TrainState, init_cfg) -> steps.TrainState:
+    """Loads params/batch stats of other runs into ``state`` (strict, with ``dont_load``).
+
+    Sources (``_init_sources``): training workdirs, model bundles or CLIP conversion directories,
+    each with an optional ``rename`` list of ``(regex, replacement)`` mapping its parameter paths
+    onto the model's (e.g. ``("^visual/", "backbone/base/")`` puts a VLAP CLIP's image tower into a
+    `cgiaa` fusion model). Every model parameter must come from exactly one source unless a
+    ``dont_load`` regex names it (then it keeps its initial value), and every source entry taken
+    must land on a model parameter. A 3-channel input convolution loaded into a model that takes
+    more channels (RGB + a modality map) is widened by ``models.extend_input_kernel`` (each new
+    channel = the mean of the RGB kernels); any other shape difference is an error.
+    """
+    sources, dont_load = _init_sources(init_cfg)
+    dont_load = [re.compile(p) for p in dont_load]
+    loaded = []
+    for src in sources:
+        variables = _load_source(src)
+        loaded.append({what: _renamed(traverse_util.flatten_dict(variables.get(what) or {}), src["rename"],
+                                      f"{src['workdir']} {what}")
+                       for what in ("params", "batch_stats")})
+    names = ", ".join(src["workdir"] for src in sources)
+
+    def merge(target, what):
         flat_t = traverse_util.flatten_dict(target)
-        flat_s = traverse_util.flatten_dict(source) if source else {}
-        missing, out = [], {}
+        missing, out, taken = [], {}, set()
         for key, value in flat_t.items():
             path = "/".join(key)
             if any(p.search(path) for p in dont_load):
                 out[key] = value
-            elif key not in flat_s:
+                continue
+            hits = [i for i, flat in enumerate(loaded) if key in flat[what]]
+            if not hits:
                 missing.append(path)
-            elif _input_kernel(flat_s[key].shape, value.shape):  # RGB kernel -> RGB + map input
-                out[key] = models.extend_input_kernel(flat_s[key], value.shape[2]).astype(value.dtype)
+                continue
+            if len(hits) > 1:
+                raise ValueError(f"init_from: {what} {path} is in more than one source "
+                                 f"({', '.join(sources[i]['workdir'] for i in hits)}); narrow their rename lists")
+            saved = loaded[hits[0]][what][key]
+            taken.add((hits[0], key))
+            if _input_kernel(saved.shape, value.shape):  # RGB kernel -> RGB + map input
+                out[key] = models.extend_input_kernel(saved, value.shape[2]).astype(value.dtype)
                 logging.info("init_from: %s extended from %d to %d input channels (mean of the RGB kernels)",
-                             path, flat_s[key].shape[2], value.shape[2])
-            elif tuple(flat_s[key].shape) != tuple(value.shape):
-                raise ValueError(
-                    f"init_from {what} {path}: shape {flat_s[key].shape} in the checkpoint, "
-                    f"{value.shape} in the model"
-                )
+                             path, saved.shape[2], value.shape[2])
+            elif tuple(saved.shape) != tuple(value.shape):
+                raise ValueError(f"init_from {what} {path}: shape {saved.shape} in the checkpoint, "
+                                 f"{value.shape} in the model")
             else:
-                out[key] = jnp.asarray(flat_s[key], value.dtype)
-        unused = [
-            "/".join(k) for k in flat_s
-            if k not in flat_t and not any(p.search("/".join(k)) for p in dont_load)
-        ]
+                out[key] = jnp.asarray(saved, value.dtype)
+        unused = ["/".join(k) for i, flat in enumerate(loaded) for k in flat[what]
+                  if (i, k) not in taken and not any(p.search("/".join(k)) for p in dont_load)]
         if missing or unused:
             raise ValueError(
-                f"init_from {init_cfg.workdir}: {what} missing from the checkpoint {missing[:10]}, "
-                f"unused checkpoint {what} {unused[:10]} (list them in init_from.dont_load)"
+                f"init_from {names}: {what} missing from the checkpoint {missing[:10]}, "
+                f"unused checkpoint {what} {unused[:10]} (list them in init_from.dont_load, or map them "
+                "with a source's rename)"
             )
         return traverse_util.unflatten_dict(out)
 
-    return state.replace(
-        params=merge(state.params, loaded["params"], "params"),
-        batch_stats=merge(state.batch_stats, loaded["batch_stats"], "batch_stats"),
-    )
+    return state.replace(params=merge(state.params, "params"), batch_stats=merge(state.batch_stats, "batch_stats"))
 
 
 def _input_kernel(saved: tuple, wanted: tuple) -> bool:
@@ -161,7 +241,8 @@ class _Predictor:
 def evaluate(state, predictor, sources, config, workdir, *, final: bool) -> dict[str, float]:
     """Runs every ``config.evals`` entry due now; returns ``{"<name>/<metric>": value}``."""
     results = {}
-    heads = config.model.heads.to_dict() if hasattr(config.model.heads, "to_dict") else dict(config.model.heads)
+    heads = config.model.get("heads") or {}
+    heads = heads.to_dict() if hasattr(heads, "to_dict") else dict(heads)
     outdir = os.path.join(workdir, "eval")
     for name, ev in config.evals.items():
         preds, targets = predictor(state, sources[ev.split])
@@ -242,9 +323,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         num_threads=config.data.get("num_threads", 4),
         num_workers=config.data.get("num_workers", 0),
         keys=datasets.label_keys(train_source),
+        text_transform=datasets.text_transform(train_source, config.data),
     )
-    # Only the image and the loss targets go to the devices (ids etc. stay on the host).
-    device_keys = {"image"} | {term["target"] for term in config.losses.to_dict().values()}
+    # Only the model inputs and the loss targets go to the devices (ids etc. stay on the host).
+    device_keys = {"image", *steps.MODEL_INPUTS} | {
+        term["target"] for term in config.losses.to_dict().values() if "target" in term}
 
     ckpt = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"),
@@ -264,9 +347,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             functools.partial(steps.create_state, model, tx, image_shape=image_shape),
             out_shardings=state_sharding,
         )(init_rng)
-        if config.get("init_from") and config.init_from.workdir:
+        if config.get("init_from") and (config.init_from.get("workdir") or config.init_from.get("sources")):
             state = jax.device_put(_merge_init(state, config.init_from), state_sharding)
-            print(f"initialised params from {config.init_from.workdir}", flush=True)
+            print("initialised params from " + ", ".join(src["workdir"] for src in _init_sources(config.init_from)[0]),
+                  flush=True)
 
     writer = writers.create_default_writer(workdir, active=is_main)
     predictor = _Predictor(model, mesh, config)
@@ -342,6 +426,9 @@ def _print_report(results, workdir, config, ckpt_dir, final_path):
     lines.append(f"  final metrics    {final_path}")
     for name, ev in config.evals.items():
         lines.append(f"  {name} metrics     {os.path.join(evaldir, name + '_metrics.json')}")
+        if ev.type == "retrieval":
+            lines.append(f"  {name} rankings    {os.path.join(evaldir, name + '_retrieval.csv')}")
+            continue
         lines.append(f"  {name} predictions {os.path.join(evaldir, name + '_predictions.csv')}")
         if ev.type == "patches":
             lines.append(f"  {name} table       {os.path.join(evaldir, name + '_table.md')}, "

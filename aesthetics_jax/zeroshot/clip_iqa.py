@@ -25,7 +25,9 @@ Prompt sets (`PROMPT_SETS`, each a list of (positive, negative) = (desirable, un
                   this module scores the ViT towers of `models.clip`, so numbers differ from
                   pyiqa's benchmark table (AVA SRCC 0.338 for RN50).
 
-Any list of (positive, negative) string pairs can be passed instead of a set name.
+Any list of (positive, negative) string pairs can be passed instead of a set name, and
+`load_prompts(text)` also reads a prompt file: one pair per line, `positive|negative` (blank lines
+and lines starting with `#` skipped), e.g. `Sharp photo.|Blurry photo.`.
 
 Inputs are raw pixels, uint8 (or float in [0, 255]) NHWC; CLIP's mean/std normalisation (the
 'clip' preset) is applied inside the jitted forward. Resizing / cropping is the caller's job:
@@ -106,6 +108,35 @@ def resolve_prompts(prompts: str | Sequence[Sequence[str]]) -> list[tuple[str, s
         pairs.append((pair[0], pair[1]))
     if not pairs:
         raise ValueError("no prompt pairs given")
+    return pairs
+
+
+def load_prompts(spec: str | os.PathLike | Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """A `PROMPT_SETS` name, a prompt file (`positive|negative` per line) or a list of pairs -> pairs.
+
+    A set name wins over a file of the same name; anything else that is not a readable file is a
+    ValueError naming the known sets. File errors name the file and line."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return resolve_prompts(spec)
+    text = os.fspath(spec)
+    if text in PROMPT_SETS:
+        return resolve_prompts(text)
+    if not os.path.isfile(text):
+        raise ValueError(f"unknown CLIP-IQA prompt set {text!r}; known: {', '.join(PROMPT_SETS)} (or a file of "
+                         "'positive|negative' lines)")
+    pairs = []
+    with open(text, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) != 2 or not all(parts):
+                raise ValueError(f"{text}:{line_no}: expected 'positive|negative' (two non-empty prompts separated "
+                                 f"by one '|'), got {line!r}")
+            pairs.append((parts[0], parts[1]))
+    if not pairs:
+        raise ValueError(f"{text}: no prompt pairs (one 'positive|negative' per line)")
     return pairs
 
 
