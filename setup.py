@@ -36,9 +36,11 @@ EXTRAS = {
     "tf": ["tensorflow-cpu==2.21.0"],
     # Parity references and weight sources for the converters' tests (Keras 3 is in dev):
     # torchvision, transformers' CLIPModel, timm (throughput-benchmark peers), grad-cam
-    # (pytorch-grad-cam: the Grad-CAM family's reference). torch 2.14.1 with
+    # (pytorch-grad-cam: the Grad-CAM family's reference), open_clip (benchmarks/clip_vlap.py's
+    # peer; its dependencies are all already here). torch 2.14.1 with
     # torchvision 0.29.1 is the pair pip installs from the CI machine's local wheels.
-    "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0", "timm==1.0.31", "grad-cam==1.5.7"],
+    "torch": ["torch==2.14.1", "torchvision==0.29.1", "transformers==5.23.0", "timm==1.0.31", "grad-cam==1.5.7",
+              "open_clip_torch==3.3.0"],
     "dev": ["pytest", "scipy", "keras==3.15.1"],
 }
 EXTRAS["dev"] = EXTRAS["dev"] + EXTRAS["export"] + EXTRAS["torch"]

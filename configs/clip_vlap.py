@@ -141,7 +141,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.lr = 1e-3 if "expert" not in options else 2e-4
         c.batch_size = 64
         c.eval_batch_size = 64
-        c.total_steps = 800 if "expert" not in options else 150
+        c.total_steps = 800 if "expert" not in options else 100
         c.grad_clip_norm = 1.0
         from aesthetics_jax.data.builders import demo_captions  # pylint: disable=g-import-not-at-top
 

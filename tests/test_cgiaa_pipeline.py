@@ -56,7 +56,7 @@ def test_expert_trains_on_its_groups_captions_from_vlap(stages):
 
 
 def test_fusion_loads_frozen_towers_and_trains_the_rest(stages, tmp_path):
-    config = cgiaa.get_config(f"smoke,runs={stages['runs']}")
+    config = cgiaa.get_config(f"smoke,runs={stages['runs']},train_base=0")  # the demo fine-tunes the base
     config.data.data_dir = stages["data_dir"]
     config.async_checkpointing = False
     results = trainer.train_and_evaluate(config, str(tmp_path / "fusion"))

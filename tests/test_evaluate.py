@@ -222,3 +222,17 @@ def test_import_is_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_output_scores_head_is_compared_with_the_mean_vote(tmp_path):
+    """A LAION-style bundle (one `scores` output) evaluated on AVA: against `mean_score`."""
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    mean = rng.uniform(2, 8, 40)
+    pred = mean + rng.normal(0, 1.0, 40)
+    metrics = aesthetic.run(predictions={"laion.scores": pred[:, None]}, targets={"mean_score": mean},
+                            ids=np.arange(40), outdir=str(tmp_path), prefix="t",
+                            heads={"laion": {"type": "scores", "names": ["laion_aesthetic"]}}, plots=False)
+    assert metrics["laion/laion_aesthetic/srcc"] == pytest.approx(stats.spearmanr(mean, pred)[0])
+    assert metrics["laion/laion_aesthetic/plcc"] == pytest.approx(stats.pearsonr(mean, pred)[0])

@@ -22,7 +22,8 @@ Metrics per head type (all names are flat, ``/``-separated)
       true distribution's maximal bins -- ties in the true distribution all count);
       ``<h>/sd_srcc, sd_plcc`` (predicted vs true sd of the score distribution) when the true
       distribution and a predicted sd exist.
-    * ``scores`` -- prediction ``<h>.scores [N, K]`` vs target ``scores [N, K]``:
+    * ``scores`` -- prediction ``<h>.scores [N, K]`` vs target ``scores [N, K]`` (a one-output head
+      on a dataset without ``scores`` -- the LAION predictor on AVA -- is compared with ``mean_score``):
       ``<h>/<output>/{srcc, plcc, mae, rmse, r2}`` for each output (names from ``heads[h].names``,
       default ``output_<i>``), and ``<h>/avg/<metric>``, the plain mean over outputs.
     * ``attributes`` -- prediction ``<h>.attributes [N, A]`` vs target ``attributes [N, A]``, per
@@ -199,6 +200,10 @@ def _per_output(head: str, cfg: Mapping, pred_key: str, target_key: str, preds, 
 
 
 def _scores_head(head: str, cfg: Mapping, preds: Mapping, targets: Mapping, res: _Results) -> None:
+    pred = preds.get(f"{head}.scores")
+    if "scores" not in targets and "mean_score" in targets and pred is not None and np.shape(pred)[1:] == (1,):
+        # A one-output score model (e.g. the LAION aesthetic predictor) on a dataset of mean votes (AVA).
+        targets = dict(targets, scores=np.asarray(targets["mean_score"], np.float64)[:, None])
     _per_output(head, cfg, "scores", "scores", preds, targets, res)
 
 

@@ -106,6 +106,53 @@ class _Row(NamedTuple):
     challenge: int
 
 
+def parse_ava_txt(path: str, skip) -> tuple[list[_Row], int]:
+    """The accepted rows of AVA.txt and the number of non-blank lines; every rejected line is passed
+    to `skip(id, line, file, reason, detail)` (the builders' `_skip`)."""
+    rows, first_line, rejected = [], {}, 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_no, text in enumerate(f, start=1):
+            fields = text.split()
+            if not fields:
+                continue  # blank line: not a record
+            image_id = fields[1] if len(fields) > 1 else ""
+            problem = None
+            if len(fields) != _NUM_COLUMNS:
+                problem = ("wrong_column_count", f"{len(fields)} columns, expected {_NUM_COLUMNS}")
+            elif not image_id.isdigit():
+                problem = ("bad_id", f"id {image_id!r}")
+            elif not all(v.isdigit() for v in fields[2:12]):
+                problem = ("bad_votes", " ".join(fields[2:12]))
+            elif sum(int(v) for v in fields[2:12]) == 0:
+                problem = ("zero_votes", "")
+            elif not all(v.isdigit() for v in fields[12:15]):
+                problem = ("bad_tag_or_challenge", " ".join(fields[12:15]))
+            elif int(image_id) in first_line:
+                problem = ("duplicate_id", f"first on line {first_line[int(image_id)]}")
+            if problem:
+                skip(image_id if problem[0] != "duplicate_id" else int(image_id), line_no, _AVA_TXT, *problem)
+                rejected += 1
+                continue
+            image_id = int(image_id)
+            first_line[image_id] = line_no
+            histogram = np.array([int(v) for v in fields[2:12]], np.int64)
+            rows.append(_Row(line_no, image_id, histogram, (int(fields[12]), int(fields[13])), int(fields[14])))
+    return rows, len(rows) + rejected
+
+
+def parse_test_list(path: str, skip) -> set[int]:
+    """The image ids of an AVA test list (one per line); other non-blank lines go to `skip`."""
+    ids = set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_no, text in enumerate(f, start=1):
+            text = text.strip()
+            if text.isdigit():
+                ids.add(int(text))
+            elif text:
+                skip(text, line_no, _TEST_LIST, "bad_test_list_entry", f"{text[:40]!r}")
+    return ids
+
+
 class Ava(base.CheckedBuilder):
     """AVA: JPEG bytes + 10-bin vote histograms, standard generic_test split."""
 
@@ -154,49 +201,12 @@ class Ava(base.CheckedBuilder):
     # -- reading the text files ------------------------------------------------------------------
 
     def _parse_ava_txt(self, path: str) -> list[_Row]:
-        rows, first_line = [], {}
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line_no, text in enumerate(f, start=1):
-                fields = text.split()
-                if not fields:
-                    continue  # blank line: not a record
-                image_id = fields[1] if len(fields) > 1 else ""
-                if len(fields) != _NUM_COLUMNS:
-                    self._skip(image_id, line_no, _AVA_TXT, "wrong_column_count",
-                               f"{len(fields)} columns, expected {_NUM_COLUMNS}")
-                    continue
-                if not image_id.isdigit():
-                    self._skip(image_id, line_no, _AVA_TXT, "bad_id", f"id {image_id!r}")
-                    continue
-                if not all(v.isdigit() for v in fields[2:12]):
-                    self._skip(image_id, line_no, _AVA_TXT, "bad_votes", " ".join(fields[2:12]))
-                    continue
-                histogram = np.array([int(v) for v in fields[2:12]], np.int64)
-                if histogram.sum() == 0:
-                    self._skip(image_id, line_no, _AVA_TXT, "zero_votes")
-                    continue
-                if not all(v.isdigit() for v in fields[12:15]):
-                    self._skip(image_id, line_no, _AVA_TXT, "bad_tag_or_challenge", " ".join(fields[12:15]))
-                    continue
-                image_id = int(image_id)
-                if image_id in first_line:
-                    self._skip(image_id, line_no, _AVA_TXT, "duplicate_id", f"first on line {first_line[image_id]}")
-                    continue
-                first_line[image_id] = line_no
-                rows.append(_Row(line_no, image_id, histogram, (int(fields[12]), int(fields[13])), int(fields[14])))
-        self._stats["num_rows"] = len(rows) + len(self._skipped)
+        rows, num_rows = parse_ava_txt(path, self._skip)
+        self._stats["num_rows"] = num_rows
         return rows
 
     def _parse_test_list(self, path: str) -> set[int]:
-        ids = set()
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line_no, text in enumerate(f, start=1):
-                text = text.strip()
-                if text.isdigit():
-                    ids.add(int(text))
-                elif text:
-                    self._skip(text, line_no, _TEST_LIST, "bad_test_list_entry", f"{text[:40]!r}")
-        return ids
+        return parse_test_list(path, self._skip)
 
     @staticmethod
     def _parse_names(path: str) -> dict[int, str]:

@@ -148,6 +148,7 @@ ATTRIBUTE_GROUPS = {
 
 _AVA_TXT = "AVA.txt"
 _TEST_LIST = "aesthetics_image_lists/generic_test.jpgl"
+_SKIP_FIELDS = ("id", "line", "file", "reason", "detail")
 
 
 @dataclasses.dataclass(eq=False)
@@ -178,19 +179,6 @@ class _Image(NamedTuple):
     attributes: tuple[str, ...]
     file: str  # the image's first caption entry
     line: int
-
-
-class _AvaLists:
-    """Runs the AVA builder's own parsers of AVA.txt and the test list, collecting what they reject
-    here (those rows are not records of a captions build; their counts go into the metadata)."""
-
-    _skip = base.CheckedBuilder._skip
-    _parse_ava_txt = ava.Ava._parse_ava_txt
-    _parse_test_list = ava.Ava._parse_test_list
-
-    def __init__(self):
-        self._skipped: list[dict] = []
-        self._stats: dict = {}
 
 
 def _image_id(raw) -> int | None:
@@ -429,13 +417,14 @@ class Captions(base.CheckedBuilder):
             raise ValueError(f"unknown captions format {config.format!r}; one of {', '.join(FORMATS)}")
 
         images = self._read_captions()
-        lists = _AvaLists()
-        rows = {row.image_id: row for row in lists._parse_ava_txt(os.path.join(root, _AVA_TXT))}
-        ava_rejected = _reason_counts(lists._skipped)
-        lists._skipped = []
-        test_ids = lists._parse_test_list(os.path.join(root, _TEST_LIST))
-        self._summary["ava_txt"] = dict(rows=int(lists._stats.get("num_rows", 0)), rejected=ava_rejected)
-        self._summary["test_list"] = dict(ids=len(test_ids), bad_entries=len(lists._skipped))
+        # AVA.txt / test-list lines the AVA parser rejects are counted, not records of this build.
+        rejected_rows, bad_entries = [], []
+        parsed, num_rows = ava.parse_ava_txt(os.path.join(root, _AVA_TXT),
+                                             lambda *a: rejected_rows.append(dict(zip(_SKIP_FIELDS, a))))
+        rows = {row.image_id: row for row in parsed}
+        test_ids = ava.parse_test_list(os.path.join(root, _TEST_LIST), lambda *a: bad_entries.append(a))
+        self._summary["ava_txt"] = dict(rows=int(num_rows), rejected=_reason_counts(rejected_rows))
+        self._summary["test_list"] = dict(ids=len(test_ids), bad_entries=len(bad_entries))
 
         before = len(self._skipped)
         inspections = self._check_images([
