@@ -60,8 +60,7 @@ def test_fusion_loads_frozen_towers_and_trains_the_rest(stages, tmp_path):
     config.data.data_dir = stages["data_dir"]
     config.async_checkpointing = False
     results = trainer.train_and_evaluate(config, str(tmp_path / "fusion"))
-    assert np.isfinite(results["test/emd/srcc"]) or np.isnan(results["test/emd/srcc"])
-    assert np.isfinite(results["test/emd/mae"])
+    assert "test/emd/srcc" in results and np.isfinite(results["test/emd/mae"])
     fused = _params(str(tmp_path / "fusion"))
     vlap, expert = _params(os.path.join(stages["runs"], "vlap")), _params(os.path.join(stages["runs"], "expert_dof"))
     for key, value in vlap.items():

@@ -173,3 +173,39 @@ def test_from_conversion_dir(tiny, tmp_path):
     ref = _torch_scores(model, images, clip_iqa.PROMPT_SETS["default"])
     np.testing.assert_allclose(scores, ref, atol=1e-4, rtol=0)
     np.testing.assert_allclose(score, ref[:, 0], atol=1e-4, rtol=0)
+
+
+def test_vlap_initialises_from_the_conversion_dir(tiny, tmp_path):
+    """`init_from.workdir = DIR` (a converted CLIP) fills a ContrastiveCLIP's params strictly, and the
+    loaded model embeds images as transformers' CLIPModel does."""
+    import jax
+    import optax
+    import torch
+    from flax import traverse_util
+
+    from aesthetics_jax.convert import clip as clip_convert
+    from aesthetics_jax.convert import commands
+    from aesthetics_jax.models import clip as clip_model
+    from aesthetics_jax.train import steps, trainer
+
+    model, _, _, src = tiny
+    out = tmp_path / "conv"
+    assert commands.main(["--from", "hf-clip", str(src / "model.safetensors"), "--arch", "clip",
+                          "--out", str(out)]) == 0
+    config, params = clip_convert.load_conversion(out)
+    vlap = clip_model.ContrastiveCLIP(config)
+    state = steps.create_state(vlap, optax.sgd(0.1), jax.random.key(0), (SIZE, SIZE, 3))
+    state = trainer._merge_init(state, {"workdir": str(out), "step": -1, "dont_load": []})
+    flat = traverse_util.flatten_dict(state.params, sep="/")
+    for key, value in traverse_util.flatten_dict(params, sep="/").items():
+        np.testing.assert_array_equal(flat[key], value)
+    images = _photos(SIZE, SIZE)
+    ours = np.asarray(vlap.apply({"params": state.params}, images)["clip"]["image_embed"])
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    pixels = (torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2) / 255 - mean) / std
+    with torch.no_grad():
+        ref = model.get_image_features(pixel_values=pixels)
+        ref = getattr(ref, "pooler_output", ref)
+        ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-4)

@@ -450,3 +450,27 @@ def read_conversion(clip_dir: str | Path) -> dict:
         raise ValueError(f"{clip_dir}: no convert.json; give the output directory of `aesthetics-jax convert "
                          "--from openai-clip|open-clip|hf-clip FILE --arch clip --out DIR`")
     return json.loads(meta_path.read_text())
+
+
+def is_conversion(path: str | Path) -> bool:
+    """Whether `path` is a whole-CLIP conversion directory (convert.json + clip/)."""
+    path = Path(path)
+    return (path / "convert.json").is_file() and (path / "clip").is_dir()
+
+
+def load_conversion(clip_dir: str | Path) -> tuple[clip_model.CLIPConfig, dict]:
+    """A CLIP conversion directory (`aesthetics-jax convert --from openai-clip|open-clip|hf-clip FILE
+    --arch clip --out DIR`) -> `(CLIPConfig, params)` of the whole CLIP (`DIR/clip`: `visual`,
+    `text`, `logit_scale`). Read by CLIP-IQA and by the trainer's `init_from` (VLAP from a
+    converted checkpoint)."""
+    clip_dir = Path(clip_dir)
+    meta = read_conversion(clip_dir)
+    if "clip_config" not in meta or not (clip_dir / "clip").is_dir():
+        raise ValueError(f"{clip_dir}: not a full-CLIP conversion (needs convert.json['clip_config'] and {clip_dir}/clip/, "
+                         "written by `aesthetics-jax convert ... --arch clip`); zero-shot scoring and VLAP need the "
+                         "text tower")
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    with ocp.StandardCheckpointer() as ckptr:
+        params = ckptr.restore(str((clip_dir / "clip").absolute()))
+    return clip_model.CLIPConfig.from_dict(meta["clip_config"]), params

@@ -29,6 +29,7 @@ from jax.experimental import multihost_utils
 
 from aesthetics_jax import models
 from aesthetics_jax.data import datasets, pipeline
+from aesthetics_jax.convert import clip as clip_convert
 from aesthetics_jax.evaluate import get_evaluator
 from aesthetics_jax.models import clip as clip_model
 from aesthetics_jax.train import checkpointing, optimizer, sharding, steps, writers
@@ -97,11 +98,8 @@ def _load_source(src) -> dict:
     path, step = src["workdir"], src.get("step", -1)
     if bundle_lib.is_bundle(path):
         return bundle_lib.load_variables(path)
-    if os.path.isfile(os.path.join(path, "convert.json")) and os.path.isdir(os.path.join(path, "clip")):
-        import orbax.checkpoint as ocp
-
-        with ocp.StandardCheckpointer() as ckptr:
-            return {"params": ckptr.restore(os.path.abspath(os.path.join(path, "clip"))), "batch_stats": {}}
+    if clip_convert.is_conversion(path):
+        return {"params": clip_convert.load_conversion(path)[1], "batch_stats": {}}
     return checkpointing.restore_variables(os.path.join(path, "checkpoints"),
                                            None if step is None or step < 0 else step)[0]
 

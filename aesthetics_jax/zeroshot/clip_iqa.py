@@ -216,21 +216,10 @@ def _encode_image(m: clip_model.CLIP, pixels, pos_embed: str, kernel: str):
 
 
 def load_clip_dir(clip_dir: str | os.PathLike) -> tuple[clip_model.CLIPConfig, Any]:
-    """A CLIP conversion directory (`aesthetics-jax convert --from openai-clip|open-clip|hf-clip FILE
-    --arch clip --out DIR`) -> `(CLIPConfig, params)` of the whole CLIP (`DIR/clip`, both towers)."""
+    """`convert.clip.load_conversion`: `(CLIPConfig, params)` of a whole-CLIP conversion directory."""
     from aesthetics_jax.convert import clip as clip_convert  # pylint: disable=g-import-not-at-top
 
-    clip_dir = Path(clip_dir)
-    meta = clip_convert.read_conversion(clip_dir)
-    if "clip_config" not in meta or not (clip_dir / "clip").is_dir():
-        raise ValueError(f"{clip_dir}: not a full-CLIP conversion (needs convert.json['clip_config'] and {clip_dir}/clip/, "
-                         "written by `aesthetics-jax convert ... --arch clip`); zero-shot scoring needs the text tower")
-    import orbax.checkpoint as ocp
-
-    config = clip_model.CLIPConfig.from_dict(meta["clip_config"])
-    with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore(os.path.abspath(clip_dir / "clip"))
-    return config, params
+    return clip_convert.load_conversion(clip_dir)
 
 
 class ClipIQA:
