@@ -130,25 +130,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         from aesthetics_jax.data.builders import demo_captions  # pylint: disable=g-import-not-at-top
 
         c.data = common.demo_data(versions_per_photo=120)  # the render clip_vlap.py:demo captions
-        c.data.image_size = c.data.resize_size = clip_vlap.DEMO_VISION["image_size"]
+        c.data.image_size, c.data.resize_size = clip_vlap.DEMO_VISION["image_size"], clip_vlap.DEMO_RESIZE
         c.data.val_fraction = 0.1
         vision, text = clip_vlap.DEMO_VISION, clip_vlap.DEMO_TEXT
         c.model.variant = "tiny"
-        c.model.update({k: vision[k] for k in ("image_size", "patch_size", "width", "layers", "num_heads", "embed_dim", "act", "stem")})
+        c.model.update(vision)
         c.model.update({f"text_{k}": text[k] for k in ("context_length", "width", "layers", "num_heads", "embed_dim", "act")})
         c.model.prompts = {g: tuple(demo_captions.ATTRIBUTE_CLASSES[g].values()) for g in experts}
         c.model.fusion_dim = 64
         c.model.fusion_heads = 4
-        c.batch_size = 32
+        c.batch_size = 16
         c.eval_batch_size = 64
-        c.total_steps = 600
-        c.lr = 1e-3
+        c.total_steps = 2000
+        c.lr = 5e-4
         # The demo's towers are trained from scratch on ~1,400 photos: the base tower is fine-tuned
         # with the fusion block (a frozen base gave less; see BENCHMARKS.md).
         c.train_base = options.get("train_base", "all")
         c.log_every = 100
         c.eval_every = 0
-        c.ckpt_every = 200
+        c.ckpt_every = 500
     if "smoke" in options:
         c.data.demo.versions_per_photo = 3
         c.data.demo.image_size = 48

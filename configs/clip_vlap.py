@@ -45,7 +45,9 @@ GROUPS = ("color", "composition", "dof", "general")
 #: The demo's tiny CLIP: 128-px images in 16-px patches (the degradations are pixel-level: noise,
 #: JPEG blocks, blur must reach the patch embedding unresampled), 2 + 2 blocks of width 64 (one
 #: training step of batch 64 takes ~0.2-0.4 s on the 2-core box; width 128 x 4 blocks took 2.8 s).
-DEMO_VISION = dict(image_size=128, patch_size=16, width=64, layers=2, num_heads=4, embed_dim=64, act="gelu", stem="conv")
+DEMO_VISION = dict(image_size=112, patch_size=16, width=64, layers=2, num_heads=4, embed_dim=64, act="gelu", stem="conv",
+                   stem_width=16, stem_depth=2)
+DEMO_RESIZE = 128  # random 112-px crops of the 128-px image in training, the centre crop in evaluation
 DEMO_TEXT = dict(context_length=32, width=64, layers=2, num_heads=4, embed_dim=64, act="gelu")
 
 
@@ -129,7 +131,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if "demo" in options or "smoke" in options:
         c.data.name = "captions"
         c.data.demo = ml_collections.ConfigDict(dict(seed=0, versions_per_photo=120))  # = nima_demo: one render
-        c.data.image_size = c.data.resize_size = DEMO_VISION["image_size"]
+        c.data.image_size, c.data.resize_size = DEMO_VISION["image_size"], DEMO_RESIZE
         c.data.captions.context_length = DEMO_TEXT["context_length"]
         c.model.variant = "tiny"
         c.model.vision = dict(DEMO_VISION)
@@ -138,7 +140,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.schedule = tune_schedule(tune, DEMO_VISION["layers"], DEMO_TEXT["layers"],
                                    dict(warmup_steps=100, decay_type="cosine"))
         c.optimizer_kwargs = dict(weight_decay=0.05, b2=0.98, eps=1e-6)
-        c.lr = 1e-3 if "expert" not in options else 2e-4
+        c.lr = 5e-4 if "expert" not in options else 2e-4
         c.batch_size = 64
         c.eval_batch_size = 64
         c.total_steps = 800 if "expert" not in options else 100
@@ -154,7 +156,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.demo.versions_per_photo = 3
         c.data.demo.image_size = 48
         c.data.image_size = c.data.resize_size = 32
-        c.model.vision = dict(DEMO_VISION, image_size=32, patch_size=8, width=32, embed_dim=24)
+        c.model.vision = dict(DEMO_VISION, image_size=32, patch_size=8, width=32, embed_dim=24, stem_width=8)
         c.model.text = dict(DEMO_TEXT, width=32, embed_dim=24)
         c.schedule = tune_schedule(options.get("tune_blocks", "all"), 2, 2, dict(decay_type="constant"))
         c.data.num_threads = 2

@@ -130,6 +130,37 @@ def test_activations_and_bad_options():
         _tiny().init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3), jnp.uint8))
 
 
+def test_conv_stem_matches_torch():
+    """stem='conv' (stem_width 8, stem_depth 2: per stage a stride-2 conv then a residual stride-1
+    conv, GELU, channels 8 -> 16 -> 32, 1x1 projection) against the same weights in torch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    tower = clip_model.CLIPVisionTransformer(variant="tiny", image_size=32, patch_size=8, width=32, stem="conv",
+                                             stem_width=8, stem_depth=2)
+    x = np.random.default_rng(4).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    params = tower.init(jax.random.key(0), x)["params"]
+    assert [params[f"stem_{i}"]["kernel"].shape[-1] for i in range(3)] == [8, 16, 32]
+    tokens = np.asarray(tower.apply({"params": params}, x, method="embed"))
+
+    def conv(h, p, stride):
+        w = torch.tensor(np.asarray(p["kernel"])).permute(3, 2, 0, 1)  # HWIO -> OIHW
+        return F.conv2d(h, w, torch.tensor(np.asarray(p["bias"])), stride=stride, padding=1)
+
+    h = torch.from_numpy(x).permute(0, 3, 1, 2)
+    for i in range(3):
+        h = F.gelu(conv(h, params[f"stem_{i}"], 2))
+        h = h + F.gelu(conv(h, params[f"stem_{i}_1"], 1))
+    proj = torch.tensor(np.asarray(params["stem_proj"]["kernel"]))[0, 0]  # [in, out]
+    h = h.permute(0, 2, 3, 1).reshape(2, -1, 32) @ proj
+    cls = torch.tensor(np.asarray(params["class_embedding"])).expand(2, 1, 32)
+    h = torch.cat([cls, h], 1) + torch.tensor(np.asarray(params["positional_embedding"]))
+    ln = params["ln_pre"]
+    h = F.layer_norm(h, (32,), torch.tensor(np.asarray(ln["scale"])), torch.tensor(np.asarray(ln["bias"])), 1e-5)
+    np.testing.assert_allclose(tokens, h.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="stem_depth"):
+        clip_model.CLIPVisionTransformer(variant="tiny", stem="conv", stem_depth=0).init(jax.random.key(0), x)
+
+
 def test_text_tower_causal_and_eot_pooling():
     cfg = clip_model.VARIANTS["tiny"]
     model = clip_model.CLIP(cfg)

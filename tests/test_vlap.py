@@ -11,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -19,7 +20,7 @@ from flax import traverse_util
 from aesthetics_jax import losses
 from aesthetics_jax.evaluate import retrieval
 from aesthetics_jax.models import clip, preprocessing
-from aesthetics_jax.train import sharding, steps
+from aesthetics_jax.train import optimizer, sharding, steps
 
 
 def _torch_infonce(logits, keep=None):
@@ -121,6 +122,37 @@ def test_train_step_contrasts_the_global_batch_across_devices():
     assert float(metrics["loss"]) == pytest.approx(expected, rel=1e-5)
     per_device = np.mean([_torch_infonce(np.asarray(out["logits"])[i:i + 2, i:i + 2]) for i in range(0, 16, 2)])
     assert abs(expected - per_device) > 1e-3  # the check can tell the two apart
+
+
+def test_frozen_gradients_are_not_computed():
+    """A frozen text tower (schedule lr None): grad_norm counts the trainable gradients only, and
+    the compiled step no longer computes the frozen tower's weight gradients (fewer flops)."""
+    model = _tiny()
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    tokens = np.zeros((8, 16), np.int32)
+    tokens[:, 0], tokens[:, 1:5], tokens[:, 5] = 49406, rng.integers(300, 5000, (8, 4)), 49407
+    schedule = [("^text/", None), (".*", dict(decay_type="constant"))]
+    config = ml_collections.ConfigDict(dict(lr=0.1, optimizer="adam", optimizer_kwargs={}, schedule=schedule,
+                                            grad_clip_norm=1.0))
+    state = steps.create_state(model, optax.sgd(0.1), jax.random.key(0), (32, 32, 3))
+    tx, _ = optimizer.make_optimizer(config, state.params, total_steps=10)
+    state = state.replace(opt_state=tx.init(state.params))
+    frozen = frozenset(optimizer.frozen_paths(state.params, schedule))
+    assert frozen and all(p.startswith("text/") for p in frozen)
+    loss_config = {"nce": {"type": "clip_infonce", "output": "clip.logits"}}
+    batch, key = {"image": images, "tokens": tokens}, jax.random.key(1)
+    jitted = {f: jax.jit(functools.partial(steps.train_step, model=model, tx=tx, loss_config=loss_config, frozen=f))
+              for f in (frozenset(), frozen)}
+    _, metrics = jitted[frozen](state, batch, key)
+
+    def loss(params):
+        return losses.clip_infonce(model.apply({"params": params}, images, tokens)["clip"]["logits"])
+    grads = traverse_util.flatten_dict(jax.grad(loss)(state.params), sep="/")
+    expected = np.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2) for k, g in grads.items() if not k.startswith("text/")))
+    assert float(metrics["grad_norm"]) == pytest.approx(expected, rel=1e-4)
+    flops = {f: jitted[f].lower(state, batch, key).compile().cost_analysis()["flops"] for f in jitted}
+    assert flops[frozen] < 0.9 * flops[frozenset()]
 
 
 def test_chance_recall_equals_enumeration():

@@ -293,6 +293,8 @@ class CGIAAFusion(nn.Module):
     embed_dim: int | None = None
     act: str | None = None
     stem: str | None = None
+    stem_width: int | None = None
+    stem_depth: int | None = None
     text_variant: str | None = None
     text_vocab_size: int | None = None
     text_context_length: int | None = None

@@ -49,6 +49,7 @@ width 512/768 x 12 layers), vit_l14_336, and `tiny` for tests. Any field can be 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -74,6 +75,8 @@ class CLIPVisionConfig:
     embed_dim: int = 512
     act: str = "quick_gelu"
     stem: str = "patch"
+    stem_width: int = 0
+    stem_depth: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,12 +208,16 @@ class CLIPVisionTransformer(nn.Module):
 
     Attributes:
       variant: a key of `VARIANTS`; the fields below left at None take its values.
-      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act, stem: overrides.
+      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act, stem, stem_width,
+        stem_depth: overrides.
         stem 'patch' is CLIP's patchify conv1 (every released checkpoint); 'conv' replaces it by
-        log2(patch_size) 3x3 stride-2 convolutions (channels doubling up to width, GELU) and a 1x1
-        projection (`stem_{i}`, `stem_proj`): the convolutional stem of Xiao et al. 2021 ("Early
-        convolutions help transformers see better"), for towers trained from scratch on little
-        data (the CPU demo); same token grid, no pretrained weights exist for it.
+        log2(patch_size) stages, each a 3x3 stride-2 convolution (`stem_{i}`) then stem_depth - 1
+        residual 3x3 stride-1 convolutions (`stem_{i}_{j}`: x + GELU(conv(x))), channels doubling
+        from stem_width (0: width / 2^(stages-1), at least 8), GELU, and a 1x1 projection to width
+        (`stem_proj`): the convolutional stem of Xiao et al. 2021 ("Early convolutions help
+        transformers see better"), deepened for towers trained from scratch on little data that
+        must see pixel-level degradations (the CPU demo); same token grid, no pretrained weights
+        exist for it.
       pooled: 'projected' (the CLIP image embedding) or 'pre_projection' (ln_post(class token)).
       attention: `jax.nn.dot_product_attention` implementation: None, 'xla' or 'cudnn'.
       pad_tokens_to: 0, or pad the token axis to a multiple of this with masked keys.
@@ -226,6 +233,8 @@ class CLIPVisionTransformer(nn.Module):
     embed_dim: int | None = None
     act: str | None = None
     stem: str | None = None
+    stem_width: int | None = None
+    stem_depth: int | None = None
     pooled: str = "projected"
     attention: str | None = None
     pad_tokens_to: int = 0
@@ -267,10 +276,14 @@ class CLIPVisionTransformer(nn.Module):
             n = cfg.patch_size.bit_length() - 1
             if cfg.patch_size != 2**n or n < 1:
                 raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {cfg.patch_size}")
+            if cfg.stem_width < 0 or cfg.stem_depth < 1:
+                raise ValueError(f"stem_width must be >= 0 and stem_depth >= 1, got {cfg.stem_width}, {cfg.stem_depth}")
+            widths = [cfg.stem_width * 2**i if cfg.stem_width else max(cfg.width // 2 ** (n - 1 - i), 8) for i in range(n)]
+            conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                                     param_dtype=jnp.float32)
             self.stem_convs = [
-                nn.Conv(max(cfg.width // 2 ** (n - 1 - i), 8), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                        dtype=self.dtype, param_dtype=jnp.float32, name=f"stem_{i}")
-                for i in range(n)
+                [conv(w, strides=(2, 2), name=f"stem_{i}")] + [conv(w, name=f"stem_{i}_{j}") for j in range(1, cfg.stem_depth)]
+                for i, w in enumerate(widths)
             ]
             self.stem_proj = nn.Conv(cfg.width, (1, 1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
         scale = cfg.width**-0.5
@@ -299,8 +312,10 @@ class CLIPVisionTransformer(nn.Module):
             x = self.conv1(x.astype(self.dtype))
         else:
             x = x.astype(self.dtype)
-            for conv in self.stem_convs:
-                x = jax.nn.gelu(conv(x), approximate=False)
+            for down, *residual in self.stem_convs:
+                x = jax.nn.gelu(down(x), approximate=False)
+                for conv in residual:
+                    x = x + jax.nn.gelu(conv(x), approximate=False)
             x = self.stem_proj(x)
         b = x.shape[0]
         x = x.reshape(b, -1, cfg.width)

@@ -302,7 +302,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     abstract_state = jax.eval_shape(functools.partial(steps.create_state, model, tx, image_shape=image_shape), init_rng)
     state_sharding = sharding.state_shardings(mesh, abstract_state)
     train_step = jax.jit(
-        functools.partial(steps.train_step, model=model, tx=tx, loss_config=config.losses.to_dict()),
+        functools.partial(steps.train_step, model=model, tx=tx, loss_config=config.losses.to_dict(), frozen=frozenset(frozen)),
         in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
         out_shardings=(state_sharding, sharding.replicated(mesh)),
         donate_argnums=(0,),
