@@ -154,7 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.demo.image_size = 48
         c.data.image_size = c.data.resize_size = 32
         vision, text = clip_vlap.get_config("smoke").model.vision, clip_vlap.get_config("smoke").model.text
-        c.model.update({k: vision[k] for k in ("image_size", "patch_size", "width", "embed_dim")})
+        c.model.update({k: vision[k] for k in ("image_size", "patch_size", "width", "embed_dim", "stem_width", "stem_depth")})
         c.model.update({f"text_{k}": text[k] for k in ("width", "embed_dim")})
         c.model.fusion_dim = 16
         c.data.num_threads = 2

@@ -14,8 +14,8 @@ crop); ``data/builders/demo_captions.py`` turns that into one critique per attri
 Light, Composition, Depth & Focus, General Feelings) in CG-IAA's released file format, and the
 ``captions`` builder reads them like CG-IAA's own files. Stages:
 
-  vlap         a tiny CLIP (``clip_vlap.DEMO_VISION`` / ``DEMO_TEXT``: 128-px images, 16-px patches,
-               2 + 2 blocks of width 64) trained from scratch with InfoNCE on all critiques; its
+  vlap         a tiny CLIP (``clip_vlap.DEMO_VISION`` / ``DEMO_TEXT``: 112-px crops, a residual conv
+               stem to a 7 x 7 grid, 2 + 2 blocks of width 64) trained from scratch with InfoNCE on all critiques; its
                evaluator retrieves held-out photos' critiques and classifies their attributes
                zero-shot from one prompt per class (``demo_captions.ATTRIBUTE_CLASSES``) against the
                renderer's labels, next to chance and the majority class.
