@@ -9,7 +9,7 @@ uninterrupted one.
 ``frozen``: the parameter paths (``a/b/c``) the schedule freezes. The logged ``grad_norm`` counts
 the other gradients only, so that nothing reads a frozen gradient and XLA drops its computation:
 with a norm over every gradient, a frozen backbone's weight gradients are computed each step
-anyway (the CG-IAA demo's fusion stage, four frozen expert towers, ran 2.7x slower that way).
+anyway (the CG-IAA demo's fusion stage, four frozen expert towers, ran about 3x slower that way).
 
 A batch with ``tokens`` (caption token ids, one caption per image) passes them to the model
 (``model.apply(v, image, tokens=..., train=True)``): contrastive CLIP training uses the same step.
