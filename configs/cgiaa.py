@@ -144,7 +144,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.total_steps = 2000
         c.lr = 5e-4
         # The demo's towers are trained from scratch on ~1,400 photos: the base tower is fine-tuned
-        # with the fusion block (a frozen base gave less; see BENCHMARKS.md).
+        # with the fusion block (held-out SRCC 0.173; a frozen base 0.206, the old 4-conv-stem tower
+        # frozen less than fine-tuned; all far below target, see BENCHMARKS.md).
         c.train_base = options.get("train_base", "all")
         c.log_every = 100
         c.eval_every = 0
