@@ -135,7 +135,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         vision, text = clip_vlap.DEMO_VISION, clip_vlap.DEMO_TEXT
         c.model.variant = "tiny"
         c.model.update(vision)
-        c.model.update({f"text_{k}": text[k] for k in ("context_length", "width", "layers", "num_heads", "embed_dim", "act")})
+        c.model.update({f"text_{k}": v for k, v in text.items()})
         c.model.prompts = {g: tuple(demo_captions.ATTRIBUTE_CLASSES[g].values()) for g in experts}
         c.model.fusion_dim = 64
         c.model.fusion_heads = 4
@@ -154,9 +154,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.demo.versions_per_photo = 3
         c.data.demo.image_size = 48
         c.data.image_size = c.data.resize_size = 32
-        vision, text = clip_vlap.get_config("smoke").model.vision, clip_vlap.get_config("smoke").model.text
-        c.model.update({k: vision[k] for k in ("image_size", "patch_size", "width", "embed_dim", "stem_width", "stem_depth")})
-        c.model.update({f"text_{k}": text[k] for k in ("width", "embed_dim")})
+        smoke = clip_vlap.get_config("smoke").model  # the towers the smoke VLAP trains, every field
+        c.model.update(smoke.vision)
+        c.model.update({f"text_{k}": v for k, v in smoke.text.items()})
         c.model.fusion_dim = 16
         c.data.num_threads = 2
         c.batch_size = 8
