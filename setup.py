@@ -28,6 +28,7 @@ CORE = [
     "scikit-image==0.26.0",  # ships most photographs the demo dataset is rendered from
     "scikit-learn",  # ships two more (china.jpg, flower.jpg): the demo is the same in every install
     "openai-clip==1.0.1",  # ships CLIP's BPE vocabulary (the tokenizer works offline; no torch needed)
+    "tokenizers==0.23.3",  # GPT-2 byte-level BPE from the user's vocab.json + merges.txt (critiques)
 ]
 EXTRAS = {
     # ONNX export and the onnxruntime prediction backend.

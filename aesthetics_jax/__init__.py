@@ -1,13 +1,14 @@
 """aesthetics_jax: image aesthetic assessment in JAX/Flax.
 
-Importing the package is cheap: it imports nothing but this file. ``aesthetics_jax.predict`` and
-``aesthetics_jax.explain`` are loaded on first access (module-level ``__getattr__``) and are
+Importing the package is cheap: it imports nothing but this file. ``aesthetics_jax.predict``,
+``aesthetics_jax.explain`` and ``aesthetics_jax.critique`` are loaded on first access (module-level ``__getattr__``) and are
 callable, so both spellings work::
 
     import aesthetics_jax
     results = aesthetics_jax.predict("photos/", model="nima.bundle")   # the one-line API
     from aesthetics_jax.predict import predict, Predictor               # the module's contents
     items = aesthetics_jax.explain("photos/", model="nima.bundle", method="gradcam")
+    critiques = aesthetics_jax.critique("photos/", model="cgiaa_critic")   # CG-IAA's experts
 
 Nothing here (or in predict) imports TensorFlow.
 """
@@ -18,7 +19,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("predict", "explain")
+_LAZY_SUBMODULES = ("predict", "explain", "critique")
 
 
 def __getattr__(name: str):

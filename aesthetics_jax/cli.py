@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": ("aesthetics_jax.evaluate.commands", "score a dataset split with a bundle or workdir"),
     "export": ("aesthetics_jax.export.commands", "export a model to ONNX or TF SavedModel"),
     "predict": ("aesthetics_jax.predict", "score images with a model bundle"),
+    "critique": ("aesthetics_jax.critique.commands", "attribute critiques of images (CG-IAA's ClipCap experts)"),
     "explain": ("aesthetics_jax.explain.commands", "Grad-CAM maps per output, agreement with human saliency, faithfulness"),
     "bundle": ("aesthetics_jax.export.bundle", "pack / verify shareable model bundles"),
     "models": ("aesthetics_jax.export.registry", "the local model registry: models list | add | remove"),

@@ -28,6 +28,8 @@ Losses
       ``target`` is optional: ``'tokens'`` makes images with identical captions positives of each
       other; without one, the term names only ``output`` (``'clip.logits'``,
       ``models.clip.ContrastiveCLIP``).
+    * ``caption_xent``: token cross-entropy of a captioner (``'caption.logits'`` vs ``'tokens'``,
+      padding ids < 0 left out), the mean over the batch's real tokens (ClipCap's training loss).
     * ``mse``: squared error; ``mae``: absolute error; ``huber``: ``0.5 x^2`` for ``|x| <= delta``,
       ``delta (|x| - delta/2)`` beyond (same as ``optax.losses.huber_loss``).
 
@@ -60,7 +62,7 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-__all__ = ["emd_loss", "distribution_aware", "clip_infonce", "mse", "mae", "huber", "total_loss", "LOSSES",
+__all__ = ["emd_loss", "distribution_aware", "clip_infonce", "caption_xent", "mse", "mae", "huber", "total_loss", "LOSSES",
            "TARGETLESS", "weighted_mean"]
 
 
@@ -229,6 +231,27 @@ def clip_infonce(logits, reduce: bool = True, *, weights=None, caption_ids=None)
     return _reduce(0.5 * (image_to_text + text_to_image), weights, reduce)
 
 
+def caption_xent(tokens, logits, reduce: bool = True, *, weights=None):
+    """Token cross-entropy of a captioner (ClipCap): ``logits [B, T, V]`` predict ``tokens [B, T]``;
+    ids < 0 are padding and left out. Reduced, the loss is the mean over every real token of the
+    batch (rows with ``weights`` 0 excluded), as the released ClipCap training's
+    ``cross_entropy(..., ignore_index)`` over the flattened batch; ``reduce=False`` gives each
+    example's mean over its tokens ``[B]``."""
+    tokens = jnp.asarray(tokens)
+    logits = _float(logits)
+    if logits.ndim != 3 or tokens.shape != logits.shape[:2]:
+        raise ValueError(f"caption_xent: expected tokens [B, T] and logits [B, T, V], got {tokens.shape} and {logits.shape}")
+    valid = tokens >= 0
+    if weights is not None:
+        valid = valid & (_float(weights) > 0)[:, None]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, jnp.maximum(tokens, 0)[..., None], axis=-1)[..., 0]
+    nll = jnp.where(valid, nll, 0.0)
+    if not reduce:
+        return jnp.sum(nll, axis=1) / jnp.maximum(jnp.sum(valid, axis=1), 1)
+    return jnp.sum(nll) / jnp.maximum(jnp.sum(valid), 1)
+
+
 def mse(y_true, y_pred, reduce: bool = True, *, weights=None):
     """Mean squared error; per example the mean over non-batch axes."""
     y_true, y_pred = _check_pair(y_true, y_pred, "mse")
@@ -259,6 +282,7 @@ LOSSES: dict[str, Callable[..., jnp.ndarray]] = {
     "mae": mae,
     "huber": huber,
     "clip_infonce": clip_infonce,
+    "caption_xent": caption_xent,
 }
 #: Loss types with no batch target: their terms name only ``output``.
 TARGETLESS = ("clip_infonce",)
@@ -311,7 +335,7 @@ def total_loss(outputs: Mapping, batch: Mapping, loss_config: Mapping, mask=None
             raise ValueError(f"loss term {name!r}: unknown loss type {loss_type!r}; known: {sorted(LOSSES)}")
         fn = LOSSES[loss_type]
         kwargs = {k: v for k, v in spec.items() if k not in _RESERVED}
-        allowed = set(inspect.signature(fn).parameters) - {"y_true", "y_pred", "p_true", "p_pred", "logits", "caption_ids"}
+        allowed = set(inspect.signature(fn).parameters) - {"y_true", "y_pred", "p_true", "p_pred", "logits", "caption_ids", "tokens"}
         allowed -= set(_NOT_CONFIGURABLE)
         unknown = sorted(set(kwargs) - allowed)
         if unknown:

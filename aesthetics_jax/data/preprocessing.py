@@ -33,8 +33,11 @@ prepared as a spec dict `{"name": ..., **fields}` (`transform_spec` validates on
                         Pillow's BILINEAR (antialiased) filter, the longer side
                         `int(resize_size * long / short)`, then `CenterCrop(image_size)` with the
                         offset `int(round((side - image_size) / 2))`.
+    torchvision_squash  {image_size}: torchvision `Resize((image_size, image_size))` -- both sides to
+                        image_size with Pillow's BILINEAR (BICUBIC with bicubic=1), aspect ratio not
+                        kept (CG-IAA's released critique inference).
 
-All three start from the same checked, upright RGB pixels (`image_io.read_image`: EXIF orientation
+All of them start from the same checked, upright RGB pixels (`image_io.read_image`: EXIF orientation
 applied, alpha over white, 16-bit scaled, CMYK converted), so a hostile file is repaired the same
 way whatever the transform; for plain RGB / greyscale JPEGs (what the published pipelines were fed)
 OpenCV's decode equals Pillow's, which Keras and torchvision use.
@@ -105,6 +108,7 @@ TRANSFORMS = {
     "resize_center_crop": (("resize_size", "image_size"), {"resize_shorter": 0}),
     "keras_load_img": (("image_size",), {}),
     "torchvision": (("resize_size", "image_size"), {"bicubic": 0}),  # bicubic=1: CLIP's Resize(BICUBIC)
+    "torchvision_squash": (("image_size",), {"bicubic": 0}),  # Resize((S, S)): CG-IAA's critique input
 }
 
 
@@ -126,7 +130,7 @@ def transform_spec(name: str, **fields) -> dict:
             spec[key] = int(value)
     if name == "resize_center_crop":
         _check_sizes(spec["resize_size"], spec["image_size"])
-    if name == "torchvision" and spec["bicubic"] not in (0, 1):
+    if name in ("torchvision", "torchvision_squash") and spec["bicubic"] not in (0, 1):
         raise ValueError(f"transform 'torchvision': bicubic must be 0 (Pillow BILINEAR) or 1 (BICUBIC), got {spec['bicubic']}")
     if spec["image_size"] < 1:
         raise ValueError(f"transform {name!r}: image_size must be >= 1")
@@ -147,6 +151,10 @@ def describe_transform(spec: dict) -> str:
         resample = "BICUBIC" if spec.get("bicubic") else "BILINEAR"
         return (f"torchvision Resize({spec['resize_size']}) of the shorter side, Pillow {resample} (antialiased), "
                 f"CenterCrop({spec['image_size']})")
+    if name == "torchvision_squash":
+        resample = "BICUBIC" if spec.get("bicubic") else "BILINEAR"
+        return (f"torchvision Resize(({spec['image_size']}, {spec['image_size']})): squashing resize, Pillow {resample} "
+                "(antialiased), aspect ratio not kept")
     raise ValueError(f"unknown transform {name!r}")
 
 
@@ -180,4 +188,9 @@ def apply_transform(image: np.ndarray, spec: dict) -> np.ndarray:
             raise ValueError(f"torchvision transform: resize_size {spec['resize_size']} < image_size {size}")
         top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
         return np.ascontiguousarray(crop(image, top, left, size))
+    if name == "torchvision_squash":
+        if image.shape[:2] == (size, size):
+            return np.ascontiguousarray(image)
+        resample = Image.Resampling.BICUBIC if spec.get("bicubic") else Image.Resampling.BILINEAR
+        return _pil_resize(image, size, size, resample)
     raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")

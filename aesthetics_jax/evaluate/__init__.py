@@ -30,6 +30,7 @@ EVALUATORS: dict[str, str] = {
     "explain": "aesthetics_jax.evaluate.explain",
     "retrieval": "aesthetics_jax.evaluate.retrieval",
     "clip_iqa": "aesthetics_jax.evaluate.clip_iqa",
+    "critique": "aesthetics_jax.evaluate.critique",
 }
 
 

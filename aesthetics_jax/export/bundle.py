@@ -1,6 +1,6 @@
 """Shareable model bundles: one directory (or ``.tar.gz``) with everything needed to use a model.
 
-    aesthetics-jax bundle pack WORKDIR --out model.bundle [--step N|latest|best] [--onnx]
+    aesthetics-jax bundle pack WORKDIR --out model.bundle [--step N|latest|best] [--onnx] [--critics CRITIC_BUNDLE]
     aesthetics-jax bundle pack WORKDIR --out model.bundle.tar.gz
     aesthetics-jax bundle pack BUNDLE --out model.bundle.tar.gz      # archive (or copy) a bundle
     aesthetics-jax bundle verify model.bundle[.tar.gz]
@@ -29,6 +29,12 @@ Layout (every file but the manifest is listed in it with its sha256 and size)::
                          every model with heads) "source": format, path, sha256, size of the
                          original file, and "conversion": what was ignored or kept at init
     model.onnx           (with ``--onnx``) the jax2onnx export, so ONNX users need no JAX
+    critics.json, critics.safetensors, gpt2_vocab.json, gpt2_merges.txt
+                         (optional) attribute-critique experts (`critique/critic.py`: a CLIP and
+                         ClipCap experts, e.g. CG-IAA's, `aesthetics-jax convert --from cgiaa`). A
+                         bundle may hold a scorer (heads), critics, or both: a critics-only bundle
+                         has ``heads: {}`` and no scorer parameters; ``predict`` returns the scores
+                         and the critiques of whatever the bundle holds.
 
 Parameters are stored as safetensors (one file, no pickle, loads without Orbax/TensorStore in
 milliseconds) rather than an Orbax directory: a bundle is for sharing and serving, and a single
@@ -436,6 +442,7 @@ def write(
     provenance: dict | None = None,
     onnx: bool = False,
     transform: dict | None = None,
+    critics: dict | None = None,
 ) -> str:
     """Writes a bundle for ``variables`` of the model ``models.create`` builds from
     ``model_config`` (``config.model``: name, heads, dtype, dropout, preprocess, backbone kwargs).
@@ -443,7 +450,10 @@ def write(
     ``resize_center_crop`` with ``resize_size`` / ``image_size``).
 
     ``out`` ending in ``.tar.gz``/``.tgz`` writes an archive, anything else a directory (which
-    must not exist yet). Returns ``out``.
+    must not exist yet). ``critics``: keyword arguments of ``critique.critic.write_payload``, or the
+    path of a bundle whose critics are copied (the critique experts stored beside the scorer; with
+    ``heads`` empty, the bundle is critics only).
+    Returns ``out``.
     """
     import numpy as np
     from safetensors.numpy import save_file
@@ -459,7 +469,9 @@ def write(
     for collection in ("params", "batch_stats"):
         for path, value in _flatten(dict(variables.get(collection, {}))).items():
             arrays[f"{collection}/{path}"] = np.ascontiguousarray(np.asarray(value))
-    if not any(k.startswith("params/") for k in arrays):
+    if not model_config["heads"] and not critics:
+        raise BundleError("model_config has no heads and there are no critics: the bundle would hold nothing to run")
+    if model_config["heads"] and not any(k.startswith("params/") for k in arrays):
         raise BundleError("variables have no 'params'")
     metrics = dict(metrics) if metrics is not None else {"note": "no metrics were recorded for these parameters"}
     provenance = dict(provenance or {})
@@ -477,6 +489,12 @@ def write(
         _write_json(os.path.join(staging, CONFIG), _to_plain(config) if config is not None else {"model": model_config})
         _write_json(os.path.join(staging, METRICS), metrics)
         _write_json(os.path.join(staging, PROVENANCE), provenance)
+        if isinstance(critics, (str, os.PathLike)):
+            _copy_critics(os.fspath(critics), staging)
+        elif critics:
+            from aesthetics_jax.critique import critic  # pylint: disable=g-import-not-at-top
+
+            critic.write_payload(staging, **critics)
         if onnx:
             from aesthetics_jax.export import onnx as onnx_export
 
@@ -556,11 +574,44 @@ def not_a_model_hint(path: str) -> str | None:
     return None
 
 
-def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
+def _expert_payload(config: dict, params: dict) -> dict:
+    """A caption run (`configs/clipcap_attr.py`) as critic payload kwargs: its image tower and its
+    expert under the run's attribute group."""
+    import ml_collections  # pylint: disable=g-import-not-at-top
+
+    from aesthetics_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    from aesthetics_jax.models import clipcap  # pylint: disable=g-import-not-at-top
+
+    model = dict(config["model"])
+    model.pop("name", None)
+    model.pop("dtype", None)
+    captioner = clipcap.ClipCapCaptioner(**model)
+    vision = dict(model.get("vision") or {})
+    vision.setdefault("variant", "vit_b16")
+    from aesthetics_jax.models import clip as clip_lib  # pylint: disable=g-import-not-at-top
+
+    vision_config = clip_lib.CLIPVisionTransformer(**vision).config
+    data = ml_collections.ConfigDict(config["data"])
+    groups = list((config["data"].get("captions") or {}).get("groups") or [])
+    attribute = groups[0] if len(groups) == 1 else "critique"
+    tokenizer = datasets.gpt2_tokenizer_dir(data)
+    return dict(clip_params={"visual": params["visual"]}, clip_config=vision_config,
+                experts={attribute: params["captioner"]}, clipcap_config=captioner.clipcap_config,
+                vocab=os.path.join(tokenizer, "vocab.json"), merges=os.path.join(tokenizer, "merges.txt"))
+
+
+def pack(workdir: str, out: str, *, step=None, onnx: bool = False, critics: str | None = None) -> str:
     """Packs a training workdir's checkpoint (``step``: None/'latest', 'best' or a number) into a
     bundle at ``out`` (directory, or archive when ``out`` ends in .tar.gz/.tgz). A bundle (e.g. what
-    ``aesthetics-jax convert`` wrote) is verified and copied / archived as it is."""
+    ``aesthetics-jax convert`` wrote) is verified and copied / archived as it is. A caption run
+    (``configs/clipcap_attr.py``, task 'caption') becomes a critics-only bundle: its image tower and
+    its expert under the run's attribute (``aesthetics-jax critique``). ``critics``: a
+    bundle whose critique experts go into the new bundle beside the scorer (``predict`` then
+    returns scores and critiques in one call)."""
     if is_bundle(workdir):
+        if critics:
+            raise BundleError("--critics adds experts to a workdir's scorer when packing it; "
+                              f"{workdir} is a bundle already")
         return _copy_bundle(os.fspath(workdir), os.fspath(out), onnx)
     hint = not_a_model_hint(workdir)
     if hint:
@@ -571,6 +622,11 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
         if key not in config:
             raise BundleError(f"{workdir}/{CONFIG}: no {key!r} section")
     variables, step = restore_workdir(workdir, step)
+    if config.get("task") == "caption":
+        if critics:
+            raise BundleError(f"{workdir} is a caption (expert) run: it packs into a critics bundle of its own")
+        critics = _expert_payload(config, variables["params"])
+        variables = {}
     metrics_path = os.path.join(workdir, "eval", "final_metrics.json")
     metrics = None
     if os.path.exists(metrics_path):
@@ -589,7 +645,7 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
     }
     return write(
         out,
-        model_config=config["model"],
+        model_config={"name": "clip", "heads": {}} if config.get("task") == "caption" else config["model"],
         variables=variables,
         image_size=data["image_size"],
         resize_size=data.get("resize_size"),
@@ -598,6 +654,7 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False) -> str:
         provenance=provenance,
         onnx=onnx,
         transform=default_transform(data["image_size"], data.get("resize_size"), data.get("resize_shorter", 0)),
+        critics=critics,
     )
 
 
@@ -617,6 +674,7 @@ class Bundle:
     onnx_bytes: bytes | None
     _params_file: str | None = None
     _variables: dict | None = None
+    _critics: dict | None = None
 
     @property
     def model_config(self) -> dict:
@@ -661,6 +719,18 @@ class Bundle:
             self._variables = {"params": tree.get("params", {}), "batch_stats": tree.get("batch_stats", {})}
         return self._variables
 
+    @property
+    def has_scorer(self) -> bool:
+        return bool(self.heads)
+
+    @property
+    def critics(self) -> dict | None:
+        """The critique payload ``{'meta': critics.json, 'arrays': {path: array}, 'files': {name:
+        bytes}}`` (``critique.critic``), or None when the bundle holds no critics."""
+        if self._critics is None and os.path.isfile(os.path.join(self.path, CRITICS_JSON)):
+            self._critics = _read_critics(self.path, self.manifest)
+        return self._critics
+
     def create_model(self, dtype="float32"):
         """The Flax module (``models.create`` with the bundle's model config; compute ``dtype``,
         float32 by default whatever the training dtype was)."""
@@ -670,6 +740,38 @@ class Bundle:
         name = cfg.pop("name")
         cfg.pop("dtype", None)
         return models.create(name, dtype=dtype, **cfg)
+
+
+CRITICS_JSON = "critics.json"
+CRITICS_PARAMS = "critics.safetensors"
+
+
+def _copy_critics(src: str, staging: str) -> None:
+    """The critic files of the bundle ``src`` (verified first) copied into ``staging``."""
+    with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
+        directory = unpack(src, tmp) if is_archive(src) else src
+        manifest = _verify_dir(directory)
+        if CRITICS_JSON not in manifest["files"]:
+            raise BundleError(f"{src}: holds no critique experts (no {CRITICS_JSON})")
+        meta = _read_json(directory, CRITICS_JSON)
+        for name in (CRITICS_JSON, CRITICS_PARAMS, *meta.get("tokenizer", {}).values()):
+            shutil.copyfile(os.path.join(directory, name), os.path.join(staging, name))
+
+
+def _read_critics(directory: str, manifest) -> dict:
+    from safetensors.numpy import load as load_safetensors
+
+    meta = _read_json(directory, CRITICS_JSON)
+    names = [CRITICS_PARAMS, *meta.get("tokenizer", {}).values()]
+    contents = {}
+    for name in names:
+        with open(os.path.join(directory, name), "rb") as f:
+            data = f.read()
+        if manifest is not None and hashlib.sha256(data).hexdigest() != manifest["files"].get(name, {}).get("sha256"):
+            raise BundleError(f"bundle {directory}: {name} changed since the bundle was verified; refusing to use it")
+        contents[name] = data
+    arrays = load_safetensors(contents.pop(CRITICS_PARAMS))
+    return {"meta": meta, "arrays": arrays, "files": contents}
 
 
 def _load_dir(directory: str, manifest) -> Bundle:
@@ -700,6 +802,7 @@ def load(path: str, *, load_variables: bool = True) -> Bundle:
     if is_archive(path):
         with tempfile.TemporaryDirectory(prefix="aesthetics_jax_bundle_") as tmp:
             bundle = load(unpack(path, tmp), load_variables=True)
+            bundle.critics  # noqa: B018 - read now, the directory goes away
             bundle.path = path
             bundle._params_file = None
             return bundle
@@ -768,6 +871,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="bundle directory, or archive if it ends in .tar.gz/.tgz")
     p.add_argument("--step", default="latest", help="checkpoint step: latest (default), best, or a number")
     p.add_argument("--onnx", action="store_true", help="also store the ONNX export (needs the [export] extra)")
+    p.add_argument("--critics", default=None, metavar="BUNDLE",
+                   help="a bundle with critique experts (e.g. from `convert --from cgiaa`) to store beside the scorer")
     v = sub.add_parser("verify", help="check every file of a bundle against its sha256 manifest")
     v.add_argument("bundle")
     u = sub.add_parser("unpack", help="safely unpack a bundle archive")
@@ -776,7 +881,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
-            out = pack(args.workdir, args.out, step=args.step, onnx=args.onnx)
+            out = pack(args.workdir, args.out, step=args.step, onnx=args.onnx, critics=args.critics)
             print(f"packed {args.workdir} -> {out}")
             with tempfile.TemporaryDirectory() as tmp:
                 directory = unpack(out, tmp) if is_archive(out) else out

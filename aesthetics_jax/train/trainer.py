@@ -43,8 +43,9 @@ def _format_duration(seconds: float) -> str:
 
 
 #: ``config.task`` values: "aesthetic" = an `AestheticsModel` (backbone + heads) trained on labels;
-#: "contrastive" = a `ContrastiveCLIP` (both towers) trained on image-caption pairs.
-TASKS = ("aesthetic", "contrastive")
+#: "contrastive" = a `ContrastiveCLIP` (both towers) trained on image-caption pairs; "caption" = a
+#: `clipcap.ClipCapCaptioner` (CLIP image tower + ClipCap expert) trained on caption tokens.
+TASKS = ("aesthetic", "contrastive", "caption")
 
 
 def _task(config) -> str:
@@ -62,6 +63,12 @@ def _create_model(config):
         if name != "clip":
             raise ValueError(f"task 'contrastive' trains a CLIP (config.model.name 'clip'), not {name!r}")
         return clip_model.create_contrastive(dtype=jnp.dtype(dtype), **cfg)
+    if _task(config) == "caption":
+        if name != "clipcap":
+            raise ValueError(f"task 'caption' trains a ClipCap captioner (config.model.name 'clipcap'), not {name!r}")
+        from aesthetics_jax.models import clipcap  # pylint: disable=g-import-not-at-top
+
+        return clipcap.ClipCapCaptioner(dtype=jnp.dtype(dtype), **cfg)
     return models.create(name, dtype=jnp.dtype(dtype), **cfg)
 
 
@@ -90,14 +97,25 @@ def _init_sources(init_cfg) -> tuple[list[dict], list[str]]:
 
 def _load_source(src) -> dict:
     """``{'params', 'batch_stats'}`` of one init source: a training workdir (its checkpoint ``step``,
-    -1 = latest), a model bundle (checked against its sha256 manifest first) or a CLIP conversion
-    directory (``aesthetics-jax convert ... --arch clip``: the whole CLIP, ``visual/``, ``text/``,
-    ``logit_scale``)."""
+    -1 = latest), a model bundle (checked against its sha256 manifest first; critique experts under
+    ``critics/clip/...`` and ``critics/experts/<attribute>/...``), a CLIP conversion directory
+    (``aesthetics-jax convert ... --arch clip``: the whole CLIP, ``visual/``, ``text/``,
+    ``logit_scale``) or a transformers GPT-2 directory (``gpt/...``)."""
     from aesthetics_jax.export import bundle as bundle_lib
+
+    from aesthetics_jax.convert import gpt2 as gpt2_convert  # pylint: disable=g-import-not-at-top
 
     path, step = src["workdir"], src.get("step", -1)
     if bundle_lib.is_bundle(path):
-        return bundle_lib.load_variables(path)
+        bundle = bundle_lib.load(path)
+        variables = dict(bundle.variables)
+        if bundle.critics is not None:  # critique experts: params critics/clip/..., critics/experts/<attr>/...
+            from aesthetics_jax.critique import critic  # pylint: disable=g-import-not-at-top
+
+            variables["params"] = {**variables["params"], "critics": critic.unflatten(bundle.critics["arrays"])}
+        return variables
+    if gpt2_convert.is_pretrained_dir(path):  # a transformers GPT-2 directory: params gpt/...
+        return {"params": {"gpt": gpt2_convert.load_pretrained(path)[0]}, "batch_stats": {}}
     if clip_convert.is_conversion(path):
         return {"params": clip_convert.load_conversion(path)[1], "batch_stats": {}}
     return checkpointing.restore_variables(os.path.join(path, "checkpoints"),

@@ -72,11 +72,12 @@ import numpy as np
 
 from aesthetics_jax.data.builders import demo
 
-__all__ = ["ATTRIBUTE_CLASSES", "CRITIQUES_DIR", "GROUPS", "LABELS_FILE", "MARKER", "cast_hue_name",
-           "demo_attribute_labels", "write_demo_critiques"]
+__all__ = ["ATTRIBUTE_CLASSES", "CLASS_KEYWORDS", "CRITIQUES_DIR", "GROUPS", "LABELS_FILE", "MARKER", "TOKENIZER_DIR",
+           "cast_hue_name", "critique_class", "demo_attribute_labels", "write_demo_critiques", "write_demo_tokenizer"]
 
 GROUPS = ("color", "composition", "dof", "general")
 CRITIQUES_DIR = "critiques"
+TOKENIZER_DIR = "gpt2_tokenizer"
 LABELS_FILE = "labels.csv"
 MARKER = ".critiques_complete.json"
 _MANIFEST = "demo_manifest.csv"
@@ -384,3 +385,48 @@ def write_demo_critiques(demo_dir, *, seed: int = 0) -> dict:
                    class_counts=counts, params=params)
     _write_atomic(marker_path, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+#: The keywords of each class's first sentence (module docstring), as regexes over lower-cased text.
+CLASS_KEYWORDS: dict[str, dict[str, str]] = {
+    "color": {"clean": r"\bnatural\b", "hazy": r"\bhaz[ey]\b|washed out|washes out", "overexposed":
+              r"overexpos|too bright", "underexposed": r"underexpos|too dark", "color_cast": r"\bcast\b"},
+    "composition": {"tight": r"\btight\b|\bclose\b", "wide": r"\bwide\b"},
+    "dof": {"sharp": r"\bsharp|\bcrisp\b", "soft": r"\bsoft", "very_blurred": r"\bblur"},
+    "general": {"clean": r"\bclean\b", "noisy": r"\bnois|\bgrain", "compressed": r"compression|\bblocky\b"},
+}
+
+
+def critique_class(group: str, text: str) -> str | None:
+    """The class a critique's first sentence names by its keyword (`CLASS_KEYWORDS`); None when no
+    class or several classes are named (an unreadable critique counts as wrong)."""
+    import re  # pylint: disable=g-import-not-at-top
+
+    first = text.strip().lower().split(".")[0]
+    hits = [name for name, pattern in CLASS_KEYWORDS[group].items() if re.search(pattern, first)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def write_demo_tokenizer(demo_dir, *, vocab_size: int = 512) -> str:
+    """A GPT-2-style byte-level BPE vocabulary (vocab.json + merges.txt, `<|endoftext|>` included)
+    learnt from the demo critiques (`write_demo_critiques` first) into `<demo_dir>/gpt2_tokenizer`:
+    the demo's ClipCap experts decode with it (GPT-2's own files are not shipped here). The
+    `tokenizers` BPE trainer is deterministic: the same critiques give the same files. Returns the
+    directory."""
+    import tokenizers  # pylint: disable=g-import-not-at-top
+
+    out = os.path.join(demo_dir, TOKENIZER_DIR)
+    if os.path.isfile(os.path.join(out, "vocab.json")) and os.path.isfile(os.path.join(out, "merges.txt")):
+        return out
+    texts = []
+    for group in GROUPS:
+        with open(os.path.join(demo_dir, CRITIQUES_DIR, f"{group}.json")) as f:
+            texts.extend(entry["caption"] for entry in json.load(f))
+    tok = tokenizers.ByteLevelBPETokenizer()
+    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    tmp = out + ".tmp"
+    os.makedirs(tmp, exist_ok=True)
+    tok.save_model(tmp)
+    os.replace(tmp, out)
+    return out
