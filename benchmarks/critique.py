@@ -66,7 +66,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build(size: str, stop: int):
+def build(size: str, stop: int, beam: int, max_tokens: int):
     """(torch CLIP, torch experts, JAX Critic) with the same random weights."""
     import open_clip
     import torch
@@ -93,7 +93,7 @@ def build(size: str, stop: int):
             return [stop]
 
     critic = critic_lib.Critic(vision_config=clip_config.vision, clip_params=clip_params, clipcap_config=config,
-                               experts=params, tokenizer=_Stop(), beam=5)
+                               experts=params, tokenizer=_Stop(), beam=beam, max_tokens=max_tokens)
     return clip, experts, critic
 
 
@@ -108,8 +108,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stop = 13  # GPT-2's "."
-    clip, experts, critic = build(args.size, stop)
-    critic.beam, critic.max_tokens = args.beam, args.max_tokens
+    clip, experts, critic = build(args.size, stop, args.beam, args.max_tokens)
     size = SIZES[args.size]["image_size"]
     pixels = np.random.default_rng(0).integers(0, 256, (args.images, size, size, 3), dtype=np.uint8)
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)

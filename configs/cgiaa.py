@@ -23,6 +23,10 @@ Variants (``configs/cgiaa.py:V1,V2,...``):
                      alone feeds the head; no expert is loaded)
   drop=G             leave expert G (color | composition | dof | general) out
   textual=soft|hard  soft attention over an expert's critique bank, or its best match only
+  textual=generated,critiques=FILE
+                     the experts' text towers read the critiques each image was *given* (``aesthetics-jax
+                     critique`` JSON lines by the ClipCap experts, ``data.critiques``) instead of
+                     matching a bank (``configs/critique_iaa.py`` scores from those critiques alone)
   train_base=N|all   also fine-tune the last N blocks of the base image tower (default 0), or all of it
   demo               the embedded demo (the tiny CLIP of ``clip_vlap.py:demo``; critique banks =
                      the demo's attribute class prompts); ``configs/clip_demo.py`` runs all stages
@@ -63,26 +67,30 @@ def _options(arg):
         if item:
             key, sep, value = item.partition("=")
             options[key] = value if sep else True
-    known = {"runs", "fusion", "drop", "textual", "train_base", "demo", "smoke"}
+    known = {"runs", "fusion", "drop", "textual", "critiques", "train_base", "demo", "smoke"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
     if options.get("fusion", "attention") not in ("attention", "concat", "none"):
         raise ValueError(f"fusion must be attention, concat or none, got {options['fusion']!r}")
+    if options.get("textual", "soft") not in ("soft", "hard", "generated"):
+        raise ValueError(f"textual must be soft, hard or generated, got {options['textual']!r}")
     if "drop" in options and options["drop"] not in GROUPS:
         raise ValueError(f"drop must be one of {GROUPS}, got {options['drop']!r}")
     return options
 
 
-def init_sources(runs: str, experts, fusion: str) -> list:
-    """``init_from.sources``: the VLAP image tower -> base, each expert's towers -> its slots."""
+def init_sources(runs: str, experts, fusion: str, textual: str = "soft") -> list:
+    """``init_from.sources``: the VLAP image tower -> base, each expert's towers -> its slots (no
+    temperature with textual='generated': nothing is matched)."""
     sources = [dict(workdir=f"{runs}/vlap", step=-1, rename=[("^visual/", "backbone/base/")])]
     if fusion == "none":
         return sources
     for g in experts:
-        sources.append(dict(workdir=f"{runs}/expert_{g}", step=-1, rename=[
-            ("^visual/", f"backbone/expert_{g}/"), ("^text/", f"backbone/text_{g}/"),
-            ("^logit_scale$", f"backbone/logit_scale_{g}")]))
+        rename = [("^visual/", f"backbone/expert_{g}/"), ("^text/", f"backbone/text_{g}/")]
+        if textual != "generated":
+            rename.append(("^logit_scale$", f"backbone/logit_scale_{g}"))
+        sources.append(dict(workdir=f"{runs}/expert_{g}", step=-1, rename=rename))
     return sources
 
 
@@ -98,6 +106,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.image_size = 224
     c.data.resize_size = 224  # CG-IAA: Resize(224, 224), no crop
     c.data.val_fraction = 0.05
+    # textual=generated: each image's generated critiques (`aesthetics-jax critique` JSON lines),
+    # one per expert in the experts' order, read by the experts' text towers.
+    c.data.critiques = ml_collections.ConfigDict(dict(path=options.get("critiques", ""), attributes=experts,
+                                                      context_length=77))
 
     c.model = ml_collections.ConfigDict(dict(
         name="cgiaa", variant="vit_b16", dtype="float32", dropout=0.0, experts=experts,
@@ -115,7 +127,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.grad_clip_norm = 1.0
     c.train_base = options.get("train_base", "0")  # "all" or a number of the base tower's last blocks
     c.init_from = ml_collections.ConfigDict(dict(
-        workdir="", sources=init_sources(options["runs"], experts, fusion) if "runs" in options else [],
+        workdir="", sources=init_sources(options["runs"], experts, fusion, options.get("textual", "soft"))
+        if "runs" in options else [],
         dont_load=["^emd/", "^backbone/fusion/"]))
 
     c.log_every = 100
@@ -132,6 +145,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data = common.demo_data(versions_per_photo=120)  # the render clip_vlap.py:demo captions
         c.data.image_size, c.data.resize_size = clip_vlap.DEMO_VISION["image_size"], clip_vlap.DEMO_RESIZE
         c.data.val_fraction = 0.1
+        c.data.critiques = ml_collections.ConfigDict(dict(path=options.get("critiques", ""), attributes=experts,
+                                                          context_length=clip_vlap.DEMO_TEXT["context_length"]))
         vision, text = clip_vlap.DEMO_VISION, clip_vlap.DEMO_TEXT
         c.model.variant = "tiny"
         c.model.update(vision)

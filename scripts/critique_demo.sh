@@ -6,7 +6,9 @@
 # critic bundle and `aesthetics-jax critique` writes critiques of held-out photographs (whole base
 # photos never seen in training). The evaluator reads the class each critique names by its keyword
 # (natural / haze / overexposed / underexposed / cast) against the renderer's label: accuracy next to
-# the majority class and chance. Re-run after an interruption: a finished run is re-evaluated only,
+# the majority class and chance. Last, critique-based scoring (configs/critique_iaa.py, CG-IAA's text-only
+# IAA): the expert's critiques of every photo go through a small CLIP text tower and NIMA's head,
+# trained on the votes; held-out SRCC from the words alone. Re-run after an interruption: a finished run is re-evaluated only,
 # an interrupted one resumes. Output: ./critique_demo_output (or $1).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +38,14 @@ for line in open(sys.argv[1]):
     image_id = os.path.splitext(os.path.basename(item["image"]))[0]
     print(f"  {image_id}  label {labels[image_id]:<13} critique: {item['critiques']['color']}")
 PY
+echo
+echo "[critique demo] critique-based scoring: the expert's critiques of every demo photo -> CLIP text tower + NIMA head"
+"$py" -m aesthetics_jax.cli critique "$raw/images" --model "$out/critic" --quiet --no-cache --batch-size 64 \
+  > "$out/critiques_all.jsonl" || { echo "critique failed"; exit 1; }
+"$py" launch.py --config "configs/critique_iaa.py:demo,attributes=color,critiques=$out/critiques_all.jsonl" \
+  --workdir "$out/critique_iaa" --config.data.data_dir "$out/data" --alsologtostderr=false > "$out/critique_iaa.log" 2>&1 \
+  || { tail -20 "$out/critique_iaa.log"; exit 1; }
+grep -E "^(test|val)/emd/(srcc|plcc) " "$out/critique_iaa.log" | tr -s ' ' | sed "s/^/    held-out /"
 echo
 echo "[critique demo] finished in $(( $(date +%s) - start ))s (set-up excluded); expert run: $out/expert_color," \
   "critic bundle: $out/critic, all held-out critiques: $out/expert_color/eval/test_critiques.csv"

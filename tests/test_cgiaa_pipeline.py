@@ -16,6 +16,8 @@ from flax import traverse_util
 from aesthetics_jax.train import checkpointing, trainer
 from configs import cgiaa, clip_demo, clip_vlap
 
+GROUPS = clip_vlap.GROUPS
+
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory):
@@ -88,6 +90,31 @@ def test_ablation_arms_train(stages, tmp_path, arm):
     params = _params(str(tmp_path / "arm"))
     experts = {k.split("/")[1] for k in params if k.startswith("backbone/expert_")}
     assert experts == (set() if arm == "fusion=none" else {"expert_composition", "expert_dof", "expert_general"})
+
+
+def test_fusion_reads_generated_critiques(stages, tmp_path):
+    """textual=generated: the experts' text towers read each image's critiques from a file (here the
+    demo's own critiques standing in for generated ones); no temperature is loaded or created."""
+    from aesthetics_jax.data.builders import demo_captions
+
+    raw = os.path.join(stages["data_dir"], "demo", "raw")
+    demo_captions.write_demo_critiques(raw)
+    texts = {g: {e["img_id"]: e["caption"] for e in json.load(open(os.path.join(raw, "critiques", f"{g}.json")))}
+             for g in GROUPS}
+    path = tmp_path / "critiques.jsonl"
+    with open(path, "w") as f:
+        for image_id in texts["color"]:
+            f.write(json.dumps({"image": f"{raw}/images/{image_id}.jpg",
+                                "critiques": {g: texts[g][image_id] for g in GROUPS}}) + "\n")
+    config = cgiaa.get_config(f"smoke,runs={stages['runs']},textual=generated,critiques={path}")
+    config.data.data_dir = stages["data_dir"]
+    config.async_checkpointing = False
+    config.total_steps = 2
+    results = trainer.train_and_evaluate(config, str(tmp_path / "generated"))
+    assert np.isfinite(results["test/emd/mae"])
+    params = _params(str(tmp_path / "generated"))
+    assert not any(k.startswith("backbone/logit_scale_") for k in params)
+    assert {k.split("/")[1] for k in params if k.startswith("backbone/text_")} == {f"text_{g}" for g in GROUPS}
 
 
 def test_init_from_is_strict_about_unmapped_and_missing_parameters(stages, tmp_path):

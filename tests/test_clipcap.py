@@ -321,3 +321,40 @@ def test_scorer_bundle_with_critics_predicts_scores_and_critiques_in_one_call(cr
         assert set(s_item["critiques"]) == {"color", "dof"}
         assert s_item["critiques"] == c_item["critiques"] == a_item["critiques"]
         assert set(c_item) == {"image", "critiques"}
+
+
+def test_critique_scorer_bundle_scores_images_through_its_experts(critic_bundle, tmp_path):
+    """A critique scorer (configs/critique_iaa.py's model) packed with experts: `predict` on images
+    writes the critiques, tokenises them and scores them -- the same numbers as the scorer applied by
+    hand to the critiques the `critique` API returns."""
+    import aesthetics_jax
+    from aesthetics_jax import models
+    from aesthetics_jax.export import bundle
+    from aesthetics_jax.models import clip_tokenizer
+
+    text = dict(context_length=16, width=32, layers=1, num_heads=4, embed_dim=24)
+    model_config = {"name": "critique_text", "variant": "tiny", "text": text, "attributes": 2, "hidden": 8,
+                    "preprocess": "none", "heads": {"emd": {"type": "emd"}}}
+    cfg = dict(model_config)
+    model = models.create(cfg.pop("name"), **cfg)
+    dummy = jnp.zeros((1, 2, 16), jnp.int32)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), critique_tokens=dummy)
+    transform = {"name": "torchvision_squash", "image_size": 32, "bicubic": 0}
+    data = {"name": "demo", "image_size": 32, "critiques": {"path": "x.jsonl", "attributes": ["dof", "color"],
+                                                            "context_length": 16}}
+    scorer = bundle.write(str(tmp_path / "scorer"), model_config=model_config, variables=dict(variables), image_size=32,
+                          transform=transform, config={"model": model_config, "data": data}, critics=str(critic_bundle))
+    images = list(np.random.default_rng(2).integers(0, 256, (3, 36, 30, 3), dtype=np.uint8))
+    scored = aesthetics_jax.predict(images, model=scorer, batch_size=4)
+    critiques = aesthetics_jax.critique(images, model=str(critic_bundle), batch_size=4)
+    texts = [c["critiques"][a] for c in critiques for a in ("dof", "color")]
+    tokens = clip_tokenizer.tokenize(texts, context_length=16, truncate=True).reshape(3, 2, 16)
+    want = model.apply(variables, jnp.zeros((3, 32, 32, 3)), critique_tokens=jnp.asarray(tokens))["emd"]
+    for i, item in enumerate(scored):
+        assert item["critiques"] == critiques[i]["critiques"]
+        np.testing.assert_allclose(item["predictions"], np.asarray(want["distribution"][i]), atol=1e-6)
+    # without experts the scorer has nothing to read: a clear error
+    alone = bundle.write(str(tmp_path / "alone"), model_config=model_config, variables=dict(variables), image_size=32,
+                         transform=transform, config={"model": model_config, "data": data})
+    with pytest.raises(ValueError, match="holds no critique experts"):
+        aesthetics_jax.predict(images, model=alone)

@@ -45,7 +45,7 @@ def _log_probs(logits, temperature: float):
 def _prefill(model, params, prefix, max_tokens: int):
     b, p, _ = prefix.shape
     cache = gpt2_lib.init_cache(model.config.gpt2, b, p + max_tokens, prefix.dtype)
-    logits, cache = model.apply(params, prefix, cache, method="lm")
+    logits, cache = model.apply(params, prefix, cache, last_only=True, method="lm")
     return logits[:, -1], cache
 
 

@@ -72,6 +72,7 @@ and ``coverage`` (float32, the share of the parent's salient pixels inside the p
 
 from __future__ import annotations
 
+import json
 import os
 
 from absl import logging
@@ -90,6 +91,8 @@ EVA_PATCH_KEYS = ("scores", "id", "parent_id", "patch_index", "coverage")
 #: Keys carried into batches from caption records (``CaptionSource``).
 CAPTION_KEYS = ("distribution", "mean_score", "votes", "id", "has_labels")
 #: ``config.data.captions`` fields.
+#: ``config.data.critiques`` fields (generated critiques as a model input; ``CritiqueSource``).
+CRITIQUE_OPTIONS = ("path", "attributes", "context_length")
 CAPTION_OPTIONS = ("format", "path", "groups", "context_length", "tokenizer", "gpt2_tokenizer", "max_tokens")
 #: ``config.data.modality.input`` values.
 MODALITY_INPUTS = ("rgb", "map", "rgb+map")
@@ -299,11 +302,19 @@ def source(builder, split: str, data_config=None):
     if builder.name == "captions":
         groups = _captions_settings(data_config).get("groups") if data_config is not None else None
         return CaptionSource(raw, groups=groups)
+    critiques = dict((data_config.get("critiques") or {}) if data_config is not None else {})
+    unknown = sorted(set(critiques) - set(CRITIQUE_OPTIONS))
+    if unknown:
+        raise ValueError(f"config.data.critiques: unknown field(s) {unknown}; known: {', '.join(CRITIQUE_OPTIONS)}")
+    if critiques.get("path"):
+        return CritiqueSource(raw, **critiques)
     return raw
 
 
 def label_keys(source) -> tuple[str, ...]:
     """The label keys batches of ``source`` carry (next to ``image`` and ``mask``)."""
+    if isinstance(source, CritiqueSource):
+        return (*pipeline.DEFAULT_KEYS, "critique_tokens")
     if isinstance(source, ScoresSource):
         return source.label_keys
     if isinstance(source, CaptionSource):
@@ -519,3 +530,70 @@ class GPT2CaptionTokens:
         if not len(captions):
             raise ValueError(f"caption record {record.get('id', '?')} has no captions")
         return {"tokens": self.encode(captions[int(rng.integers(len(captions)))])}
+
+
+def read_critiques(path: str, attributes) -> dict[int, tuple[str, ...]]:
+    """``{image id: (critique per attribute, ...)}`` from ``aesthetics-jax critique`` JSON lines
+    (``{"image": ".../<id>.jpg", "critiques": {attribute: text}}``; the id is the file name's
+    stem, AVA's naming). Lines with an ``error`` are left out; a line without one of the
+    ``attributes``, a non-integer id or an id given twice is a ValueError naming the line."""
+    table: dict[int, tuple[str, ...]] = {}
+    attributes = tuple(attributes)
+    if not attributes:
+        raise ValueError("data.critiques.attributes names no attribute")
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not JSON ({e})") from None
+            if "error" in item:
+                continue
+            stem = os.path.splitext(os.path.basename(str(item.get("image", ""))))[0]
+            if not stem.isdigit():
+                raise ValueError(f"{path}:{line_no}: image {item.get('image')!r} is not named <id>.<ext>")
+            critiques = item.get("critiques") or {}
+            missing = [a for a in attributes if a not in critiques]
+            if missing:
+                raise ValueError(f"{path}:{line_no}: no critique for {missing} (has {sorted(critiques)})")
+            if int(stem) in table:
+                raise ValueError(f"{path}:{line_no}: image id {stem} given twice")
+            table[int(stem)] = tuple(str(critiques[a]) for a in attributes)
+    return table
+
+
+class CritiqueSource:
+    """An AVA / demo source whose records also carry ``critique_tokens`` [A, context_length] int32:
+    the CLIP tokens of each image's generated critique per attribute (``config.data.critiques``:
+    ``path`` of ``aesthetics-jax critique`` JSON lines over the build's images, ``attributes`` in
+    order, ``context_length``; critiques longer than the context are cut, ending in EOT). The
+    input of critique-based scoring (``models/critique_text.py``, ``configs/critique_iaa.py``) and
+    of the fusion model's ``textual='generated'``. An image of the build with no critique is a
+    KeyError naming the id and the file. Random access and picklable."""
+
+    def __init__(self, source, *, path: str, attributes=("color", "composition", "dof", "general"),
+                 context_length: int = 77):
+        from aesthetics_jax.models import clip_tokenizer  # pylint: disable=g-import-not-at-top
+
+        self.source, self.path = source, os.path.expanduser(path)
+        self.attributes, self.context_length = tuple(attributes), int(context_length)
+        table = read_critiques(self.path, self.attributes)
+        ids = sorted(table)
+        flat = [text for i in ids for text in table[i]]
+        tokens = clip_tokenizer.tokenize(flat, context_length=self.context_length, truncate=True).astype(np.int32)
+        self._row = {image_id: k for k, image_id in enumerate(ids)}
+        self._tokens = tokens.reshape(len(ids), len(self.attributes), self.context_length)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = dict(self.source[index])
+        image_id = int(record["id"])
+        if image_id not in self._row:
+            raise KeyError(f"image {image_id} has no critique in {self.path}: run `aesthetics-jax critique` over "
+                           "every image of the build")
+        record["critique_tokens"] = self._tokens[self._row[image_id]]
+        return record

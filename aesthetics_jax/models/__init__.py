@@ -32,7 +32,11 @@ imported only when it is created. Backbone kwargs:
                  'concat' | 'none'; experts=('color', 'composition', 'dof', 'general'), prompts
                  (dict expert -> critiques), textual='soft' | 'hard', fusion_dim, fusion_layers,
                  fusion_heads, the `clip` image overrides and text_variant / text_* overrides;
-                 see `cgiaa.py` (also its `freeze_regex`)
+                 see `cgiaa.py` (also its `freeze_regex`); textual='generated' fuses the text
+                 embeddings of generated critiques (batch `critique_tokens`)
+  critique_text  critique-based scoring: the CLIP text tower over each image's generated critiques
+                 (batch `critique_tokens` [B, A, T]), variant, text (text tower overrides),
+                 attributes=A, hidden; the image is not read; see `critique_text.py`
 
 Variable layer freezing (`frozen_blocks`, mobilenet and inception): `num_backbone_blocks(name,
 **kw)` counts the blocks in input order and `freeze_regex(name, k, **kw)` selects the parameters
@@ -66,6 +70,7 @@ BACKBONES: dict[str, BackboneEntry] = {
     "inception": BackboneEntry("aesthetics_jax.models.inception", "Inception", "keras_tf"),
     "clip": BackboneEntry("aesthetics_jax.models.clip", "CLIPVisionTransformer", "clip"),
     "cgiaa": BackboneEntry("aesthetics_jax.models.cgiaa", "CGIAAFusion", "clip"),
+    "critique_text": BackboneEntry("aesthetics_jax.models.critique_text", "CritiqueText", "none"),
 }
 
 

@@ -18,6 +18,11 @@ Per forward pass, with D = CLIP embed_dim, E experts, K_e prompts for expert e::
     w_e  = softmax(s_e)                   textual='soft'  (default)
          = one_hot(argmax(s_e))           textual='hard'  (the literal "best-matching critique")
     t_e  = w_e T_e                                   [B, D]   expert e's textual feature
+    t_e  = l2(text_e(critique_tokens[:, e]))         textual='generated': the critique expert e's
+                                                     ClipCap twin *wrote* about the image (batch
+                                                     `critique_tokens` [B, E, T], experts in order;
+                                                     `datasets.CritiqueSource`); no bank, no matching,
+                                                     no logit scales
 
 `l2` is `clip.l2_normalize`. With textual='hard', w_e is constant (argmax + one-hot, under
 `stop_gradient`): no gradient flows through the *matching* -- `logit_scale_e` gets exactly zero
@@ -104,7 +109,7 @@ from aesthetics_jax.models import clip as clip_lib
 from aesthetics_jax.models import clip_tokenizer
 
 EXPERTS = ("color", "composition", "dof", "general")
-TEXTUAL = ("soft", "hard")
+TEXTUAL = ("soft", "hard", "generated")
 FUSIONS = ("attention", "concat", "none")
 MAX_LOGIT_SCALE = clip_lib.MAX_LOG_LOGIT_SCALE  # OpenAI: exp(scale) read clamped to [1, 100]
 
@@ -392,21 +397,22 @@ class CGIAAFusion(nn.Module):
         if text.embed_dim != vision.embed_dim:
             raise ValueError(f"text embed_dim {text.embed_dim} != image embed_dim {vision.embed_dim}: the expert "
                              "matching is a cosine between the two")
-        bank = self.prompt_bank
-        tokens = {}
-        for e in experts:
-            try:
-                tokens[e] = _tokenize(bank[e], text.context_length)
-            except ValueError as err:
-                raise ValueError(f"expert {e!r}: a prompt does not fit the text context: {err}") from None
-        self._bank_tokens = tokens
         self.expert_towers = {e: clip_lib.CLIPVisionTransformer(**tower, name=f"expert_{e}") for e in experts}
         self.text_towers = {e: clip_lib.CLIPTextTransformer(text, self.attention, self.dtype, name=f"text_{e}")
                             for e in experts}
-        self.logit_scales = {
-            e: self.param(f"logit_scale_{e}", nn.initializers.constant(math.log(1 / 0.07)), (), jnp.float32)
-            for e in experts
-        }
+        if self.textual != "generated":  # a critique bank to match against, at each expert's CLIP temperature
+            bank = self.prompt_bank
+            tokens = {}
+            for e in experts:
+                try:
+                    tokens[e] = _tokenize(bank[e], text.context_length)
+                except ValueError as err:
+                    raise ValueError(f"expert {e!r}: a prompt does not fit the text context: {err}") from None
+            self._bank_tokens = tokens
+            self.logit_scales = {
+                e: self.param(f"logit_scale_{e}", nn.initializers.constant(math.log(1 / 0.07)), (), jnp.float32)
+                for e in experts
+            }
         dim = vision.embed_dim if self.fusion_dim is None else int(self.fusion_dim)
         if self.fusion == "attention":
             if dim % self.fusion_heads:
@@ -434,13 +440,15 @@ class CGIAAFusion(nn.Module):
 
     def attribute_matches(self, x):
         """Normalised pixels -> {expert: {'scores' [B, K], 'weights' [B, K], 'index' int32 [B]}}."""
+        if self.textual == "generated":
+            raise ValueError("textual='generated' matches no critique bank: the critiques come with the batch")
         out = {}
         for e in self.active_experts:
             _, _, scores, weights = self._match(e, x)
             out[e] = {"scores": scores, "weights": weights, "index": jnp.argmax(scores, axis=-1).astype(jnp.int32)}
         return out
 
-    def __call__(self, x, train: bool = False):
+    def __call__(self, x, train: bool = False, critique_tokens=None):
         del train  # no dropout / batch statistics
         base = self.base(x)
         v = clip_lib.l2_normalize(base["pooled"])
@@ -449,6 +457,16 @@ class CGIAAFusion(nn.Module):
             out["pooled"] = v
             return out
         attrs, texts = {}, {}
+        if self.textual == "generated":
+            if critique_tokens is None or critique_tokens.shape[1] != len(self.active_experts):
+                raise ValueError(f"textual='generated' reads one generated critique per expert {self.active_experts}: "
+                                 "the batch needs critique_tokens [B, E, T] (config.data.critiques, attributes in "
+                                 f"the experts' order); got {None if critique_tokens is None else critique_tokens.shape}")
+            for i, e in enumerate(self.active_experts):
+                attrs[e] = clip_lib.l2_normalize(self.expert_towers[e](x)["pooled"])
+                texts[e] = clip_lib.l2_normalize(self.text_towers[e](jnp.asarray(critique_tokens)[:, i]))
+            out["pooled"] = self.fusion_module(v, attrs, texts).astype(jnp.float32)
+            return out
         for e in self.active_experts:
             f, bank, _, weights = self._match(e, x)
             attrs[e] = f

@@ -161,9 +161,10 @@ class ClipCap(nn.Module):
     def embed_tokens(self, ids):
         return self.gpt.embed_tokens(ids)
 
-    def lm(self, embeds, cache=None, attention_mask=None, deterministic=True):
-        """GPT-2 on input embeddings: ``(logits [B, T, vocab] float32, cache)``."""
-        return self.gpt(embeds, cache=cache, attention_mask=attention_mask, deterministic=deterministic)
+    def lm(self, embeds, cache=None, attention_mask=None, deterministic=True, last_only=False):
+        """GPT-2 on input embeddings: ``(logits [B, T, vocab] float32, cache)`` (``last_only``: [B, 1, vocab])."""
+        return self.gpt(embeds, cache=cache, attention_mask=attention_mask, deterministic=deterministic,
+                        last_only=last_only)
 
     def __call__(self, features, tokens, *, deterministic: bool = True):
         tokens = jnp.asarray(tokens)

@@ -287,7 +287,9 @@ class GPT2LMHeadModel(nn.Module):
     Methods:
       embed_tokens(ids [B, T] int) -> wte(ids) [B, T, n_embd] (compute dtype).
       __call__(inputs_embeds [B, T, n_embd], *, cache=None, attention_mask=None,
-               deterministic=True) -> (logits [B, T, vocab_size] float32, new_cache or None).
+               deterministic=True, last_only=False) -> (logits [B, T, vocab_size] float32,
+               new_cache or None); last_only: the last position's logits only ([B, 1, vocab]),
+               what a prefill for decoding needs (the LM head is the largest matmul).
 
     Initialise with `model.init(rng, jnp.zeros((1, 1, config.n_embd)))` (creates every param,
     wte included, since the head reads it).
@@ -312,7 +314,7 @@ class GPT2LMHeadModel(nn.Module):
         return self.wte(jnp.asarray(ids))
 
     def __call__(self, inputs_embeds, *, cache: dict | None = None, attention_mask=None,
-                 deterministic: bool = True):
+                 deterministic: bool = True, last_only: bool = False):
         cfg = self.config
         x = jnp.asarray(inputs_embeds)
         if x.ndim != 3 or x.shape[-1] != cfg.n_embd:
@@ -354,6 +356,8 @@ class GPT2LMHeadModel(nn.Module):
         x = self.drop(x, deterministic=deterministic)
         for block in self.h:
             x, cache_kv = block(x, mask, cache_kv, start, deterministic)
+        if last_only:  # decoding reads the next-token distribution only: skip the LM head elsewhere
+            x = x[:, -1:]
         x = self.ln_f(x.astype(jnp.float32)).astype(self.dtype)
         logits = self.wte.attend(x).astype(jnp.float32)
         new_cache = None

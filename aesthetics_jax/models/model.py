@@ -15,9 +15,10 @@ Parameter paths are the nested keys joined by '/', e.g. `backbone/conv_pw_13/ker
 `^backbone/conv_pw_1[0-3]` or `^emd/` select by layer.
 
 Methods (all usable with `model.apply(variables, x, method=...)`):
-  __call__(images, train=False, return_features=False)
+  __call__(images, train=False, return_features=False, **inputs)
       head outputs; with return_features also `outputs['features'] = {'feature_map': float32
-      [B, h, w, C], 'pooled': float32 [B, C]}`.
+      [B, h, w, C], 'pooled': float32 [B, C]}`. `inputs` (e.g. `critique_tokens`) go to the
+      backbone, for backbones that read more than the image (`critique_text`, `cgiaa`).
   features(images, train=False)            backbone outputs (feature_map in compute dtype,
                                            pooled float32).
   heads_from_pooled(pooled, train=False)   dropout + heads on given pooled features.
@@ -84,9 +85,9 @@ class AestheticsModel(nn.Module):
         self.head_modules = head_modules
         self.head_dropout = nn.Dropout(rate=self.dropout)
 
-    def features(self, images, train: bool = False):
+    def features(self, images, train: bool = False, **inputs):
         x = preprocessing.normalize(images, self.preprocess).astype(self.dtype)
-        features = dict(self.backbone(x, train=train))
+        features = dict(self.backbone(x, train=train, **inputs))
         pooled = features.get("pooled")
         if pooled is None:
             pooled = global_average_pool(features["feature_map"])
@@ -101,8 +102,8 @@ class AestheticsModel(nn.Module):
     def heads_from_feature_map(self, feature_map, train: bool = False):
         return self.heads_from_pooled(global_average_pool(feature_map), train=train)
 
-    def __call__(self, images, train: bool = False, return_features: bool = False):
-        features = self.features(images, train=train)
+    def __call__(self, images, train: bool = False, return_features: bool = False, **inputs):
+        features = self.features(images, train=train, **inputs)
         outputs = self.heads_from_pooled(features["pooled"], train=train)
         if return_features:
             outputs["features"] = {

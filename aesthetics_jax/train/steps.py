@@ -13,6 +13,8 @@ anyway (the CG-IAA demo's fusion stage, four frozen expert towers, ran about 3x 
 
 A batch with ``tokens`` (caption token ids, one caption per image) passes them to the model
 (``model.apply(v, image, tokens=..., train=True)``): contrastive CLIP training uses the same step.
+``critique_tokens`` (generated critiques, `datasets.CritiqueSource`) reach the model in training and
+evaluation alike.
 
 Batches hold raw uint8 pixels; the model normalises them itself (see ``models``), so the same
 parameters are fed identically in training, evaluation, export and prediction.
@@ -31,8 +33,9 @@ import optax
 from aesthetics_jax import losses
 
 
-#: Batch keys passed to the model as keyword arguments next to the image when present.
-MODEL_INPUTS = ("tokens",)
+#: Batch keys passed to the model as keyword arguments next to the image when present: caption
+#: tokens (contrastive and caption training) and generated critiques' tokens (critique scoring).
+MODEL_INPUTS = ("tokens", "critique_tokens")
 
 
 @flax.struct.dataclass
@@ -51,11 +54,14 @@ class EvalState:
     batch_stats: Any
 
 
-def create_state(model, tx, rng: jax.Array, image_shape) -> TrainState:
-    """Initialise parameters on a dummy batch (jit this with out_shardings to place them)."""
+def create_state(model, tx, rng: jax.Array, image_shape, inputs=None) -> TrainState:
+    """Initialise parameters on a dummy batch (jit this with out_shardings to place them).
+    ``inputs``: ``{key: (shape, dtype)}`` of the model's other inputs (one example each), e.g. the
+    generated critiques' tokens of a critique scorer."""
     params_rng, dropout_rng = jax.random.split(rng)
     images = jnp.zeros((1, *image_shape), jnp.uint8)
-    variables = model.init({"params": params_rng, "dropout": dropout_rng}, images, train=False)
+    extra = {k: jnp.zeros((1, *shape), dtype) for k, (shape, dtype) in (inputs or {}).items()}
+    variables = model.init({"params": params_rng, "dropout": dropout_rng}, images, train=False, **extra)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -107,7 +113,9 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, los
 
 
 def eval_step(state: TrainState | EvalState, batch: dict, *, model) -> dict[str, jax.Array]:
+    # Inputs the model reads in evaluation too (generated critiques); caption tokens are train-only.
+    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch and key != "tokens"}
     outputs = model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False, **inputs
     )
     return flatten_outputs(outputs)

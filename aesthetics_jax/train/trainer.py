@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 from flax import traverse_util
 from jax.experimental import multihost_utils
@@ -70,6 +71,16 @@ def _create_model(config):
 
         return clipcap.ClipCapCaptioner(dtype=jnp.dtype(dtype), **cfg)
     return models.create(name, dtype=jnp.dtype(dtype), **cfg)
+
+
+def _init_inputs(config) -> dict:
+    """The model inputs besides the image that initialisation needs, ``{key: (shape, dtype)}``:
+    generated critiques' tokens when ``config.data.critiques`` names a file."""
+    critiques = config.data.get("critiques") or {}
+    if not critiques.get("path"):
+        return {}
+    shape = (len(tuple(critiques.get("attributes") or ())), int(critiques.get("context_length", 77)))
+    return {"critique_tokens": (shape, jnp.int32)}
 
 
 def _init_sources(init_cfg) -> tuple[list[dict], list[str]]:
@@ -243,7 +254,7 @@ class _Predictor:
         preds, targets = [], []
         for batch in it:
             keep = batch["mask"]
-            image = sharding.put_batch({"image": batch["image"]}, self.mesh)
+            image = sharding.put_batch({k: batch[k] for k in ("image", "critique_tokens") if k in batch}, self.mesh)
             out = jax.device_get(self._step(state, image))  # replicated: the global batch
             labels = {k: v for k, v in batch.items() if k not in ("image", "mask")}
             if jax.process_count() > 1:  # every host pads to the same number of batches
@@ -308,16 +319,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     image_shape = (config.data.image_size, config.data.image_size, datasets.input_channels(config.data))
     rng = jax.random.key(config.seed)
     init_rng, train_rng = jax.random.split(rng)
+    init_inputs = _init_inputs(config)
     abstract_params = jax.eval_shape(
-        lambda r: model.init({"params": r, "dropout": r}, jnp.zeros((1, *image_shape), jnp.uint8), train=False),
-        init_rng,
-    )["params"]
+        lambda r: steps.create_state(model, optax.identity(), r, image_shape, init_inputs).params, init_rng)
     tx, schedules = optimizer.make_optimizer(config, abstract_params, total_steps)
     frozen = optimizer.frozen_paths(abstract_params, config.get("schedule"))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
     logging.info("model %s: %d parameters, %d tensors frozen", config.model.name, n_params, len(frozen))
 
-    abstract_state = jax.eval_shape(functools.partial(steps.create_state, model, tx, image_shape=image_shape), init_rng)
+    abstract_state = jax.eval_shape(functools.partial(steps.create_state, model, tx, image_shape=image_shape,
+                                                      inputs=init_inputs), init_rng)
     state_sharding = sharding.state_shardings(mesh, abstract_state)
     train_step = jax.jit(
         functools.partial(steps.train_step, model=model, tx=tx, loss_config=config.losses.to_dict(), frozen=frozenset(frozen)),
@@ -360,7 +371,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         print(f"resuming from step {int(state.step)}", flush=True)
     else:
         state = jax.jit(
-            functools.partial(steps.create_state, model, tx, image_shape=image_shape),
+            functools.partial(steps.create_state, model, tx, image_shape=image_shape, inputs=init_inputs),
             out_shardings=state_sharding,
         )(init_rng)
         if config.get("init_from") and (config.init_from.get("workdir") or config.init_from.get("sources")):
