@@ -25,7 +25,8 @@ experts for all N images out (beam 5; random weights rarely emit ".", so nearly 
                  max_new_tokens, eos_token_id=".")` per expert on the batch (its own KV cache; its
                  beam scoring differs from the released one in details -- length penalty 1.0 on the
                  finished hypotheses -- so its tokens are not compared; it is the fast torch peer).
-Warm-up is excluded (JAX's first call, which compiles, is reported apart). Reported: seconds per window (`--rounds` windows per side, interleaved A/B/C then C/B/A), critiques
+Warm-up is excluded (JAX's first call, which compiles, is reported apart). Reported: seconds per
+window (`--rounds` windows per side, interleaved A/B/C then C/B/A), critiques
 per second (images x experts / seconds, median window) and the ratios jax / torch.
 """
 

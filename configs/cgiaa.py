@@ -61,16 +61,8 @@ PROMPTS = {
 
 
 def _options(arg):
-    options = {}
-    for item in (arg or "").split(","):
-        item = item.strip()
-        if item:
-            key, sep, value = item.partition("=")
-            options[key] = value if sep else True
-    known = {"runs", "fusion", "drop", "textual", "critiques", "train_base", "demo", "smoke"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
+    options = common.parse_options(arg, {"runs", "fusion", "drop", "textual", "critiques", "train_base", "demo",
+                                         "smoke"})
     if options.get("fusion", "attention") not in ("attention", "concat", "none"):
         raise ValueError(f"fusion must be attention, concat or none, got {options['fusion']!r}")
     if options.get("textual", "soft") not in ("soft", "hard", "generated"):

@@ -71,17 +71,7 @@ def tune_schedule(tune_blocks, layers: int, text_layers: int, sched: dict) -> li
 
 
 def _options(arg: str | None) -> dict:
-    options = {}
-    for item in (arg or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        options[key] = value if sep else True
-    known = {"expert", "tune_blocks", "variant", "demo", "smoke"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
+    options = common.parse_options(arg, {"expert", "tune_blocks", "variant", "demo", "smoke"})
     if "expert" in options and options["expert"] not in GROUPS:
         raise ValueError(f"expert must be one of {GROUPS}, got {options['expert']!r}")
     return options

@@ -45,16 +45,7 @@ DEMO_CLIPCAP = dict(prefix_length=4, clip_length=4, num_layers=2, num_heads=4, m
 
 
 def _options(arg):
-    options = {}
-    for item in (arg or "").split(","):
-        item = item.strip()
-        if item:
-            key, sep, value = item.partition("=")
-            options[key] = value if sep else True
-    known = {"attribute", "clip", "gpt2", "variant", "demo", "smoke"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
+    options = common.parse_options(arg, {"attribute", "clip", "gpt2", "variant", "demo", "smoke"})
     if options.get("attribute", "color") not in GROUPS:
         raise ValueError(f"attribute must be one of {GROUPS}, got {options['attribute']!r}")
     return options

@@ -16,6 +16,21 @@ def parse_variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
     return variants
 
 
+def parse_options(arg: str | None, known) -> dict:
+    """``"runs=W,demo,drop=dof"`` -> ``{"runs": "W", "demo": True, "drop": "dof"}``; unknown keys are
+    an error naming the known ones."""
+    options = {}
+    for item in (arg or "").split(","):
+        item = item.strip()
+        if item:
+            key, sep, value = item.partition("=")
+            options[key] = value if sep else True
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
+    return options
+
+
 def default_data_dir() -> str:
     return os.environ.get("AESTHETICS_JAX_DATA", os.path.expanduser("~/aesthetics_jax_data"))
 

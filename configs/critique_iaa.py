@@ -32,17 +32,7 @@ ATTRIBUTES = ("color", "composition", "dof", "general")
 
 
 def _options(arg):
-    options = {}
-    for item in (arg or "").split(","):
-        item = item.strip()
-        if item:
-            key, sep, value = item.partition("=")
-            options[key] = value if sep else True
-    known = {"clip", "critiques", "attributes", "demo", "smoke"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
-    return options
+    return common.parse_options(arg, {"clip", "critiques", "attributes", "demo", "smoke"})
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -166,7 +166,8 @@ def test_decoding_compiles_once(expert):
 CORPUS = ["The colours are washed out by haze.", "The subject is sharp and crisp.", "A tight crop, close on the subject.",
           "There is heavy noise in the shadows.", "The exposure is too bright; the sky is blown out.",
           "Nice composition, centred on the scene!", "Soft focus, the details are blurred.",
-          "A faint blue cast over the whole frame.", "Blocky JPEG compression artefacts.", "Don't crop so tight: 3:2 is better."]
+          "A faint blue cast over the whole frame.", "Blocky JPEG compression artefacts.",
+          "Don't crop so tight: 3:2 is better."]
 
 
 def _tokenizer_files(directory, vocab_size):

@@ -86,7 +86,8 @@ def test_demo_tokenizer_is_learnt_once_and_reproducibly(smoke, tmp_path):
     copy = tmp_path / "copy"
     (copy / demo_captions.CRITIQUES_DIR).mkdir(parents=True)
     for g in demo_captions.GROUPS:
-        (copy / demo_captions.CRITIQUES_DIR / f"{g}.json").write_bytes((raw / demo_captions.CRITIQUES_DIR / f"{g}.json").read_bytes())
+        name = f"{demo_captions.CRITIQUES_DIR}/{g}.json"
+        (copy / name).write_bytes((raw / name).read_bytes())
     again = demo_captions.write_demo_tokenizer(str(copy))
     for name in ("vocab.json", "merges.txt"):
         assert (tok_dir / name).read_bytes() == open(os.path.join(again, name), "rb").read()

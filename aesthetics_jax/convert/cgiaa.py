@@ -151,7 +151,8 @@ def read(directory: str | Path, *, attributes=ATTRIBUTES, mapper_heads: int = MA
     decoded together). `files` are the source files read (for provenance)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: not a directory (give the folder holding base_model.pt and the expert .pt files)")
+        raise FileNotFoundError(f"{directory}: not a directory (give the folder holding base_model.pt and the "
+                                "expert .pt files)")
     base = _find(directory, BASE_FILE)
     if base is None:
         raise FileNotFoundError(f"{directory}: no {BASE_FILE}.pt (CG-IAA's VLAP CLIP; the experts read its image feature)")

@@ -33,6 +33,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from aesthetics_jax.critique import decoding
 from aesthetics_jax.models import clip as clip_lib
@@ -47,26 +48,9 @@ METHODS = ("beam", "greedy", "top_p")
 DEFAULT_DECODING = {"method": "beam", "beam": 5, "max_tokens": 67, "temperature": 1.0, "top_p": 0.8}
 
 
-def _flatten(tree, prefix=""):
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(_flatten(value, path))
-        else:
-            out[path] = np.ascontiguousarray(np.asarray(value, np.float32))
-    return out
-
-
-def unflatten(flat):
-    tree = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
+def unflatten(flat: dict) -> dict:
+    """``{"a/b/c": array}`` (a payload's safetensors keys) -> the nested parameter tree."""
+    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def write_payload(directory: str, *, clip_params, clip_config: clip_lib.CLIPConfig | clip_lib.CLIPVisionConfig,
@@ -76,9 +60,8 @@ def write_payload(directory: str, *, clip_params, clip_config: clip_lib.CLIPConf
     """Writes the critic payload files into ``directory`` (a bundle being staged)."""
     from safetensors.numpy import save_file
 
-    arrays = {f"clip/{k}": v for k, v in _flatten(clip_params).items()}
-    for attr, params in experts.items():
-        arrays.update({f"experts/{attr}/{k}": v for k, v in _flatten(params).items()})
+    flat = traverse_util.flatten_dict({"clip": clip_params, "experts": dict(experts)}, sep="/")
+    arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat.items()}
     save_file(arrays, os.path.join(directory, PAYLOAD_PARAMS))
     shutil.copyfile(vocab, os.path.join(directory, VOCAB))
     shutil.copyfile(merges, os.path.join(directory, MERGES))

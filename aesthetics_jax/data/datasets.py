@@ -83,7 +83,8 @@ from aesthetics_jax.data import pipeline
 from aesthetics_jax.data.builders import ava, base
 
 __all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "input_channels", "ScoresSource",
-           "ModalitySource", "CaptionSource", "CaptionTokens", "text_transform", "CAPTION_KEYS", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS"]
+           "ModalitySource", "CaptionSource", "CaptionTokens", "text_transform", "CAPTION_KEYS", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS",
+           "CritiqueSource", "read_critiques", "CRITIQUE_OPTIONS", "GPT2CaptionTokens", "add_period", "gpt2_tokenizer_dir"]
 
 #: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
 EVA_KEYS = ("scores", "id")
