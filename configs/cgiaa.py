@@ -61,8 +61,7 @@ PROMPTS = {
 
 
 def _options(arg):
-    options = common.parse_options(arg, {"runs", "fusion", "drop", "textual", "critiques", "train_base", "demo",
-                                         "smoke"})
+    options = common.option_dict(arg, ("demo", "smoke"), ("runs", "fusion", "drop", "textual", "critiques", "train_base"))
     if options.get("fusion", "attention") not in ("attention", "concat", "none"):
         raise ValueError(f"fusion must be attention, concat or none, got {options['fusion']!r}")
     if options.get("textual", "soft") not in ("soft", "hard", "generated"):

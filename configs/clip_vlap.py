@@ -71,7 +71,7 @@ def tune_schedule(tune_blocks, layers: int, text_layers: int, sched: dict) -> li
 
 
 def _options(arg: str | None) -> dict:
-    options = common.parse_options(arg, {"expert", "tune_blocks", "variant", "demo", "smoke"})
+    options = common.option_dict(arg, ("demo", "smoke"), ("expert", "tune_blocks", "variant"))
     if "expert" in options and options["expert"] not in GROUPS:
         raise ValueError(f"expert must be one of {GROUPS}, got {options['expert']!r}")
     return options

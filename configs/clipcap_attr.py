@@ -45,7 +45,7 @@ DEMO_CLIPCAP = dict(prefix_length=4, clip_length=4, num_layers=2, num_heads=4, m
 
 
 def _options(arg):
-    options = common.parse_options(arg, {"attribute", "clip", "gpt2", "variant", "demo", "smoke"})
+    options = common.option_dict(arg, ("demo", "smoke"), ("attribute", "clip", "gpt2", "variant"))
     if options.get("attribute", "color") not in GROUPS:
         raise ValueError(f"attribute must be one of {GROUPS}, got {options['attribute']!r}")
     return options

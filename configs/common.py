@@ -16,21 +16,6 @@ def parse_variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
     return variants
 
 
-def parse_options(arg: str | None, known) -> dict:
-    """``"runs=W,demo,drop=dof"`` -> ``{"runs": "W", "demo": True, "drop": "dof"}``; unknown keys are
-    an error naming the known ones."""
-    options = {}
-    for item in (arg or "").split(","):
-        item = item.strip()
-        if item:
-            key, sep, value = item.partition("=")
-            options[key] = value if sep else True
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config option(s) {unknown}; known: {sorted(known)}")
-    return options
-
-
 def default_data_dir() -> str:
     return os.environ.get("AESTHETICS_JAX_DATA", os.path.expanduser("~/aesthetics_jax_data"))
 
@@ -139,3 +124,10 @@ def parse_options(arg: str | None, flags: tuple[str, ...], options: dict[str, tu
             except ValueError:
                 raise ValueError(f"config option {key}={value!r}: not a {allowed.__name__}") from None
     return names, values
+
+
+def option_dict(arg: str | None, flags: tuple[str, ...], keys: tuple[str, ...]) -> dict[str, object]:
+    """``"runs=W,demo"`` -> ``{"runs": "W", "demo": True}``: `parse_options` with free-text values
+    (paths, names checked by the caller) and the bare flags as True."""
+    names, values = parse_options(arg, flags=flags, options={key: str for key in keys})
+    return {**{name: True for name in names}, **values}

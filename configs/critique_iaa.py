@@ -32,7 +32,7 @@ ATTRIBUTES = ("color", "composition", "dof", "general")
 
 
 def _options(arg):
-    return common.parse_options(arg, {"clip", "critiques", "attributes", "demo", "smoke"})
+    return common.option_dict(arg, ("demo", "smoke"), ("clip", "critiques", "attributes"))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
