@@ -197,7 +197,9 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
         self.batch_size = int(batch_size)
-        self.bundle = bundle_lib.load(resolve_model(model), load_variables=backend == "jax")
+        self.bundle = (model if isinstance(model, bundle_lib.Bundle)
+                       else bundle_lib.load(resolve_model(model), load_variables=backend == "jax"))
+        model = self.bundle.path  # for messages
         modality = ((self.bundle.config or {}).get("data") or {}).get("modality") or {}
         if modality.get("input", "rgb") != "rgb":  # a modality NIMA: its input is a map, not a photo
             raise ValueError(f"{model} was trained on {modality.get('producer')!r} maps "
@@ -440,13 +442,14 @@ def load_predictor(model, *, backend: str = "jax", batch_size: int = 32, prompts
     from aesthetics_jax.export import bundle as bundle_lib
 
     path = resolve_model(model)
-    if bundle_lib.is_bundle(path) and not bundle_lib.info(path)["model"]["model"].get("heads"):
-        # A critics-only bundle (e.g. CG-IAA's experts): its output is the critiques.
-        from aesthetics_jax.critique.commands import CritiquePredictor
+    if bundle_lib.is_bundle(path):  # loaded (verified) once, whichever predictor takes it
+        model = bundle_lib.load(path, load_variables=False)
+        if not model.heads:  # a critics-only bundle (e.g. CG-IAA's experts): its output is the critiques
+            from aesthetics_jax.critique.commands import CritiquePredictor
 
-        if backend != "jax":
-            raise ValueError(f"{model} holds critique experts only; they run with the jax backend")
-        return CritiquePredictor(path, batch_size=batch_size)
+            if backend != "jax":
+                raise ValueError(f"{path} holds critique experts only; they run with the jax backend")
+            return CritiquePredictor(model, batch_size=batch_size)
     return Predictor(model, backend=backend, batch_size=batch_size)
 
 

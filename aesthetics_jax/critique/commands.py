@@ -43,7 +43,8 @@ class CritiquePredictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        self.bundle = bundle_lib.load(predict_lib.resolve_model(model), load_variables=False)
+        self.bundle = (model if isinstance(model, bundle_lib.Bundle)
+                       else bundle_lib.load(predict_lib.resolve_model(model), load_variables=False))
         self.critic = critic_lib.Critic.from_bundle(self.bundle, attributes=attributes, **decoding)
         self.transform = self.bundle.transform
         self.attributes = self.critic.attributes
