@@ -456,6 +456,9 @@ def _print_report(results, workdir, config, ckpt_dir, final_path):
         if ev.type == "retrieval":
             lines.append(f"  {name} rankings    {os.path.join(evaldir, name + '_retrieval.csv')}")
             continue
+        if ev.type == "critique":
+            lines.append(f"  {name} critiques   {os.path.join(evaldir, name + '_critiques.csv')}")
+            continue
         lines.append(f"  {name} predictions {os.path.join(evaldir, name + '_predictions.csv')}")
         if ev.type == "patches":
             lines.append(f"  {name} table       {os.path.join(evaldir, name + '_table.md')}, "
