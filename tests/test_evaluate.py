@@ -53,7 +53,8 @@ def test_registry():
                                    "patches": "aesthetics_jax.evaluate.patches",
                                    "explain": "aesthetics_jax.evaluate.explain",
                                    "retrieval": "aesthetics_jax.evaluate.retrieval",
-                                   "clip_iqa": "aesthetics_jax.evaluate.clip_iqa"}
+                                   "clip_iqa": "aesthetics_jax.evaluate.clip_iqa",
+                                   "critique": "aesthetics_jax.evaluate.critique"}
     assert evaluate.get_evaluator("aesthetic") is aesthetic
     with pytest.raises(ValueError, match="unknown evaluator type"):
         evaluate.get_evaluator("nope")

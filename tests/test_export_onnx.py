@@ -164,8 +164,22 @@ def test_rejects_low_opset_and_bad_options():
         onnx_export.export_onnx(model, variables, image_size=IMAGE_SIZE, layout="HWC")
 
 
+# backbones that do not score pixels: the exporters refuse them with a clear error
+NOT_EXPORTABLE = {"critique_text": dict(variant="tiny", attributes=2,
+                                        text=dict(vocab_size=64, context_length=8, width=16, layers=1, num_heads=2,
+                                                  embed_dim=8, eot_token_id=63))}
+
+
 def test_every_registered_backbone_is_covered():
-    assert set(TINY) == set(models.BACKBONES)
+    assert set(TINY) | set(NOT_EXPORTABLE) == set(models.BACKBONES)
+    assert not set(TINY) & set(NOT_EXPORTABLE)
+
+
+@pytest.mark.parametrize("backbone", sorted(NOT_EXPORTABLE))
+def test_refuses_a_backbone_that_does_not_read_pixels(backbone):
+    model = models.create(backbone, heads=HEADS["emd"], **NOT_EXPORTABLE[backbone])
+    with pytest.raises(ValueError, match="not pixels"):
+        onnx_export.export_onnx(model, {}, image_size=IMAGE_SIZE)
 
 
 def test_export_cli_from_a_bundle(tmp_path):

@@ -79,7 +79,14 @@ def export_model(model):
     already), and depthwise convolutions as one grouped ``Conv`` (``depthwise_impl='conv'``, same
     parameters and outputs): onnxruntime and TF have fast depthwise kernels, while the CPU-JAX
     'shifted' form would export as dozens of Slice/Mul/Add nodes per layer (4x slower in
-    onnxruntime). Likewise 1x1 convolutions stay ``Conv`` (``pointwise_impl='conv'``)."""
+    onnxruntime). Likewise 1x1 convolutions stay ``Conv`` (``pointwise_impl='conv'``).
+
+    The exported graph reads ``images`` only: a backbone that scores something else (``critique_text``
+    scores generated critiques) is refused with a ValueError."""
+    if not getattr(model.backbone, "reads_pixels", True):
+        raise ValueError(f"{type(model.backbone).__name__} scores generated critiques, not pixels: the exported graph "
+                         "reads images only (image -> critiques -> score needs the critique experts' decoding; "
+                         "use `aesthetics-jax predict` with the bundle)")
     backbone = model.backbone.clone(dtype=jnp.float32)
     fields = getattr(type(backbone), "__dataclass_fields__", {})
     if "depthwise_impl" in fields:

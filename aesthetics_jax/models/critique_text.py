@@ -48,6 +48,7 @@ class CritiqueText(nn.Module):
     attributes: int = 4
     hidden: int = 0
     dtype: Any = jnp.float32
+    reads_pixels = False  # not a field: exporters (ONNX / SavedModel: an `images` graph) refuse it
 
     @property
     def text_config(self) -> clip_lib.CLIPTextConfig:
