@@ -27,6 +27,7 @@ COMMANDS = {
     "explain": ("aesthetics_jax.explain.commands", "Grad-CAM maps per output, agreement with human saliency, faithfulness"),
     "bundle": ("aesthetics_jax.export.bundle", "pack / verify shareable model bundles"),
     "models": ("aesthetics_jax.export.registry", "the local model registry: models list | add | remove"),
+    "sweep": ("aesthetics_jax.sweep.commands", "run a config's get_sweep over seeds, tabulate it: sweep run | report"),
     "analyze": ("aesthetics_jax.analysis.commands", "what each modality model explains: analyze modalities --run NAME=WORKDIR ..."),
 }
 

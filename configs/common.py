@@ -131,3 +131,11 @@ def option_dict(arg: str | None, flags: tuple[str, ...], keys: tuple[str, ...]) 
     (paths, names checked by the caller) and the bare flags as True."""
     names, values = parse_options(arg, flags=flags, options={key: str for key in keys})
     return {**{name: True for name in names}, **values}
+
+
+def two_stage_phases(head: str, head_lr: float, schedule, fraction: float = 0.25) -> list[dict]:
+    """idealo's NIMA schedule as ``config.phases`` (``train/optimizer.py``): the head (params
+    matching ``head``) alone at a constant ``head_lr`` for ``fraction`` of the run, then every
+    layer with ``schedule`` at ``config.lr``, each phase from a fresh optimiser state."""
+    return [dict(fraction=fraction, lr=head_lr, schedule=[(head, dict(decay_type="constant")), (".*", None)]),
+            dict(schedule=list(schedule))]

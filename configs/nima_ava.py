@@ -10,6 +10,9 @@ Variants (``configs/nima_ava.py:VARIANT``):
   stage1   head only (backbone frozen), the first phase of idealo's schedule
   stage2   all layers, lower learning rate, initialised from a stage-1 workdir
            (``--config.init_from.workdir W1``)
+  two_stage  stage1 then stage2 as one resumable run (``config.phases``: 5 of 20 epochs head only
+           at 3e-3, then all layers at 3e-5, each phase from a fresh optimiser state)
+  terms    EMD + 0.1 MSE(mean) + 0.1 MSE(sd) (``losses.distribution_aware``)
   smoke    a few steps on a tiny AVA-format fixture (the tests build it)
 """
 
@@ -19,7 +22,7 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variants = common.parse_variants(arg, known=("stage1", "stage2", "smoke"))
+    variants = common.parse_variants(arg, known=("stage1", "stage2", "two_stage", "terms", "smoke"))
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -57,6 +60,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.schedule = [("^emd/", dict(decay_type="constant")), (".*", None)]
     if "stage2" in variants:  # idealo: all layers, lr 3e-5, from --config.init_from.workdir
         c.num_epochs = 15
+    if "two_stage" in variants:  # stage1 + stage2 as one resumable run: 5 of 20 epochs head only
+        c.phases = common.two_stage_phases(head="^emd/", head_lr=3e-3, schedule=c.schedule)
+    if "terms" in variants:  # EMD + 0.1 MSE(mean) + 0.1 MSE(sd) (losses.distribution_aware)
+        c.losses = common.distribution_aware_losses(r=2)
     if "smoke" in variants:
         common.make_smoke(c)
     return c
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+    """The NIMA ablation on AVA: idealo's two-stage schedule (the reference), one stage, EMD r = 1
+    instead of 2, and the mean/sd terms added. ``arg`` is prefixed to every member's config argument;
+    run it over seeds with ``aesthetics-jax sweep run configs/nima_ava.py --seeds 0,1,2 ...
+    --set data.manual_dir=/data/AVA``."""
+    base = f"{arg}," if arg else ""
+    return [
+        {":name": "idealo_two_stage", ":arg": base + "two_stage"},
+        {":name": "one_stage", ":arg": base.rstrip(",")},
+        {":name": "emd_r1", ":arg": base + "two_stage", "losses.emd.r": 1},
+        {":name": "mean_sd_terms", ":arg": base + "two_stage,terms"},
+    ]

@@ -8,6 +8,11 @@ are split by base photo, so the held-out SRCC measures generalisation to unseen 
   python launch.py --config configs/nima_demo.py --workdir workdirs/demo
   python launch.py --config configs/nima_demo.py:smoke --workdir /tmp/smoke   # seconds; tests use it
 
+Config arguments (comma-separated): ``two_stage`` (idealo's schedule: the head alone for a quarter
+of the run, then all layers; one resumable run through ``config.phases``), ``steps=N`` (a shorter
+run), ``smoke``. ``get_sweep`` is the ablation (recipe / two-stage / EMD alone) that
+``aesthetics-jax sweep run`` runs over seeds; ``sweep report`` tabulates it (README, "Sweeps").
+
 The model is NIMA's (MobileNet v1 + 10-bin softmax, EMD loss) at reduced width and resolution,
 trained from scratch: the demo must not need pretrained weights. The loss is the distribution-aware
 one (``losses.distribution_aware``): EMD r2 + 0.1 MSE of the predicted mean score, which gives the
@@ -26,7 +31,7 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variants = common.parse_variants(arg, known=("smoke",))
+    variants, options = common.parse_options(arg, flags=("smoke", "two_stage"), options={"steps": int})
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -57,6 +62,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.best_mode = "max"
     c.evals = common.evals(val_split="validation", test_split="test")
 
+    if "steps" in options:  # reduced-step runs (the ablation sweep below), same recipe otherwise
+        c.total_steps = options["steps"]
+        c.eval_every = max(c.total_steps // 3, 1)
+    if "two_stage" in variants:  # idealo: the head alone first (a quarter of the run), then everything
+        c.phases = common.two_stage_phases(head="^emd/", head_lr=3e-3, schedule=c.schedule)
     if "smoke" in variants:
         common.make_smoke(c)
     return c
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+    """The NIMA ablation at demo scale (``aesthetics-jax sweep run configs/nima_demo.py:steps=1500``):
+    this recipe (one stage, EMD r2 + mean/sd terms), idealo's two-stage schedule, and EMD alone
+    (no mean/sd terms). ``arg`` is the config argument of every member (e.g. ``steps=1500``)."""
+    base = f"{arg}," if arg else ""
+    return [
+        {":name": "recipe", ":arg": base.rstrip(",")},
+        {":name": "two_stage", ":arg": base + "two_stage"},
+        {":name": "emd_only", ":arg": base.rstrip(","), "losses.emd.mean_weight": 0.0, "losses.emd.sd_weight": 0.0},
+    ]

@@ -51,6 +51,9 @@ def test_pack_contents(run):
     assert b.model_json["labels"]["emd"]["scale"] == [1, 10]
     assert b.provenance["step"] == 6 and b.provenance["data"]["name"] == "demo"
     assert b.provenance["versions"]["jax"] and "commit" in b.provenance["code"]
+    # the run's own provenance.json travels with the bundle (data fingerprint, devices, sessions)
+    assert b.provenance["training"] == json.load(open(os.path.join(run["workdir"], "provenance.json")))
+    assert b.provenance["training"]["data"]["splits"]["train"] > 0 and b.provenance["training"]["sessions"][0]["finished"]
     # Params only (no optimiser state), equal to the checkpoint's.
     ckpt = checkpointing.restore_params(os.path.join(run["workdir"], "checkpoints"))
     got = bundle_lib._flatten(b.variables)

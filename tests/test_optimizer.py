@@ -95,3 +95,59 @@ def test_schedules_match_hand_computed_values():
     np.testing.assert_allclose([float(lin(s)) for s in range(5)], [1.0, 0.75, 0.5, 0.25, 0.0], atol=1e-7)
     with pytest.raises(ValueError, match="unknown schedule fields"):
         optimizer.make_schedule(dict(warmup=3), base_lr=1.0, total_steps=10)
+
+
+def _phase_config(**kw):
+    return ml_collections.ConfigDict(dict(optimizer="adam", optimizer_kwargs={}, lr=1e-2, grad_clip_norm=0.0,
+                                          schedule=[(".*", dict(decay_type="cosine"))], **kw))
+
+
+def test_phases_equal_two_fresh_runs_back_to_back():
+    """A phased run == phase 1's optimiser for its steps, then a NEW optimiser (fresh Adam state,
+    schedule from 0) over the rest, started from phase 1's parameters (plain optax, no phases)."""
+    params = {"backbone": {"w": jnp.array([1.0, -2.0, 0.5])}, "emd": {"w": jnp.array([0.3, 0.7])}}
+    target = {"backbone": {"w": jnp.array([0.0, 1.0, -1.0])}, "emd": {"w": jnp.array([-1.0, 2.0])}}
+    loss = lambda p: sum(jnp.sum((p[k]["w"] - target[k]["w"]) ** 2 * (1 + jnp.arange(p[k]["w"].size))) for k in p)  # noqa: E731
+    head_only = [("^emd/", dict(decay_type="constant")), (".*", None)]
+    phases = [dict(steps=3, lr=5e-2, schedule=head_only), dict(lr=1e-2, schedule=[(".*", dict(warmup_steps=2))])]
+    config = _phase_config(phases=phases)
+    tx, schedules = optimizer.make_optimizer(config, params, total_steps=8)
+    assert optimizer.frozen_for_run(params, config) == []
+    assert set(schedules) == {"p0/0", "p1/0"}
+
+    def run(tx, p, n):
+        state = tx.init(p)
+        for _ in range(n):
+            updates, state = tx.update(jax.grad(loss)(p), state, p)
+            p = optax.apply_updates(p, updates)
+        return p
+
+    got = run(tx, params, 8)
+    tx1 = optax.multi_transform({"0": optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(5e-2)),
+                                 "1": optax.set_to_zero()}, {"backbone": {"w": "1"}, "emd": {"w": "0"}})
+    mid = run(tx1, params, 3)
+    np.testing.assert_array_equal(mid["backbone"]["w"], params["backbone"]["w"])  # phase 1 froze it
+    sched2 = optax.join_schedules([optax.linear_schedule(0.0, 1e-2, 2), optax.cosine_decay_schedule(1e-2, 3)], [2])
+    want = run(optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(sched2)), mid, 5)
+    for k in params:
+        np.testing.assert_allclose(got[k]["w"], want[k]["w"], rtol=1e-6, atol=1e-7)
+    # logged lr: phase 0's inside its 3 steps, phase 1's (warm-up from 0) after, 0 outside each
+    assert [float(schedules["p0/0"](t)) for t in (0, 2, 3)] == pytest.approx([5e-2, 5e-2, 0.0])
+    assert [float(schedules["p1/0"](t)) for t in (2, 3, 4)] == pytest.approx([0.0, 0.0, 5e-3])
+
+
+def test_phase_lengths_and_errors():
+    assert optimizer.phase_lengths([dict(fraction=0.25), dict()], 100) == [25, 75]
+    assert optimizer.phase_lengths([dict(steps=10), dict(steps=90)], 100) == [10, 90]
+    with pytest.raises(ValueError, match="add up"):
+        optimizer.phase_lengths([dict(steps=10), dict(steps=10)], 100)
+    with pytest.raises(ValueError, match="only the last phase"):
+        optimizer.phase_lengths([dict(), dict(steps=10)], 100)
+    with pytest.raises(ValueError, match="unknown field"):
+        optimizer.phase_lengths([dict(epochs=1)], 100)
+    params = {"backbone": {"w": jnp.zeros(2)}, "emd": {"w": jnp.zeros(2)}}
+    frozen_head = [("^emd/", None), (".*", {})]
+    config = _phase_config(phases=[dict(steps=2, schedule=[("^emd/", {}), (".*", None)]), dict(schedule=frozen_head)])
+    assert optimizer.frozen_for_run(params, config) == []  # each is trained in some phase
+    config = _phase_config(phases=[dict(steps=2, schedule=frozen_head), dict(schedule=frozen_head)])
+    assert optimizer.frozen_for_run(params, config) == ["emd/w"]

@@ -128,3 +128,33 @@ def test_stage1_freezes_backbone_and_trains_head(data_dir, tmp_path):
     final2 = traverse_util.flatten_dict(_final_params(stage2)["params"])
     moved = {"/".join(k) for k in after if not np.array_equal(after[k], final2[k])}
     assert any(p.startswith("backbone/") for p in moved) and any(p.startswith("emd/") for p in moved)
+
+
+def test_two_stage_is_one_run_head_first_then_everything(data_dir, tmp_path):
+    """`two_stage` (config.phases): at the phase boundary (step 2 of 6, a checkpoint) only the head
+    has moved from its initial value; by the end the backbone has too."""
+    config = nima_demo.get_config("smoke,two_stage")
+    config.data.data_dir = data_dir
+    config.async_checkpointing = False
+    config.keep_ckpts = 5
+    assert optimizer_lengths(config) == [2, 4]
+    workdir = str(tmp_path / "two_stage")
+    trainer.train_and_evaluate(config, workdir)
+    model = trainer._create_model(config)
+    init_rng = jax.random.split(jax.random.key(config.seed))[0]
+    image_shape = (config.data.image_size, config.data.image_size, 3)
+    init = traverse_util.flatten_dict(jax.device_get(steps.create_state(model, optax.identity(), init_rng,
+                                                                        image_shape).params))
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    at2 = traverse_util.flatten_dict(checkpointing.restore_params(ckpt_dir, step=2)["params"])
+    at6 = traverse_util.flatten_dict(checkpointing.restore_params(ckpt_dir, step=6)["params"])
+    moved2 = {"/".join(k) for k in init if not np.array_equal(init[k], at2[k])}
+    assert moved2 == {"/".join(k) for k in init if k[0] == "emd"}
+    moved6 = {"/".join(k) for k in init if not np.array_equal(at2[k], at6[k])}
+    assert any(p.startswith("backbone/") for p in moved6)
+
+
+def optimizer_lengths(config):
+    from aesthetics_jax.train import optimizer  # pylint: disable=g-import-not-at-top
+
+    return optimizer.phase_lengths([dict(p) for p in config.phases], config.total_steps)

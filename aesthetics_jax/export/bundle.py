@@ -24,7 +24,9 @@ Layout (every file but the manifest is listed in it with its sha256 and size)::
     metrics.json         the run's final metrics (``WORKDIR/eval/final_metrics.json``: test split,
                          validation, step); ``{}`` with a note when the packed step has none
     provenance.json      step, source workdir, data (name, dirs, split), git commit of the code
-                         (and whether it had local changes), package versions, creation time; for
+                         (and whether it had local changes), package versions, creation time,
+                         "training": the workdir's provenance.json (``aesthetics_jax.provenance``:
+                         data fingerprint, devices, sessions, wall time) when packed from a run; for
                          converted weights (`aesthetics-jax convert`, which writes a bundle for
                          every model with heads) "source": format, path, sha256, size of the
                          original file, and "conversion": what was ignored or kept at init
@@ -53,14 +55,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from typing import Any
+
+from aesthetics_jax import provenance as provenance_lib
 
 FORMAT = "aesthetics_jax.bundle"
 FORMAT_VERSION = 1
@@ -366,31 +368,6 @@ def _to_plain(obj):
     return obj
 
 
-def _git_commit() -> dict:
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0:
-            return {"commit": None, "note": "code is not in a git checkout"}
-        status = subprocess.run(["git", "-C", src, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"commit": None, "note": f"git unavailable ({e})"}
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("aesthetics_jax", "jax", "jaxlib", "flax", "numpy", "orbax-checkpoint", "safetensors"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def default_transform(image_size: int, resize_size: int | None, resize_shorter: int = 0) -> dict:
     """The transform of a model trained here: the training pipeline's evaluation transform."""
     from aesthetics_jax.data import preprocessing
@@ -475,8 +452,8 @@ def write(
         raise BundleError("variables have no 'params'")
     metrics = dict(metrics) if metrics is not None else {"note": "no metrics were recorded for these parameters"}
     provenance = dict(provenance or {})
-    provenance.setdefault("code", _git_commit())
-    provenance.setdefault("versions", _versions())
+    provenance.setdefault("code", provenance_lib.code())
+    provenance.setdefault("versions", provenance_lib.versions())
     provenance.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     archive = out.endswith(ARCHIVE_SUFFIXES)
@@ -643,6 +620,9 @@ def pack(workdir: str, out: str, *, step=None, onnx: bool = False, critics: str 
                                            "split_seed", "demo") if k in data},
         "evals": config.get("evals"),
     }
+    training = provenance_lib.read(workdir)
+    if training is not None:  # the run's code, packages, data fingerprint, devices, wall time
+        provenance["training"] = training
     return write(
         out,
         model_config={"name": "clip", "heads": {}} if config.get("task") == "caption" else config["model"],

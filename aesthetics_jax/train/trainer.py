@@ -28,7 +28,7 @@ from absl import logging
 from flax import traverse_util
 from jax.experimental import multihost_utils
 
-from aesthetics_jax import models
+from aesthetics_jax import models, provenance
 from aesthetics_jax.data import datasets, pipeline
 from aesthetics_jax.convert import clip as clip_convert
 from aesthetics_jax.evaluate import get_evaluator
@@ -301,6 +301,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
+    recorder = provenance.Recorder(workdir, active=is_main)  # provenance.json; its clock starts here
     if is_main:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -323,7 +324,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     abstract_params = jax.eval_shape(
         lambda r: steps.create_state(model, optax.identity(), r, image_shape, init_inputs).params, init_rng)
     tx, schedules = optimizer.make_optimizer(config, abstract_params, total_steps)
-    frozen = optimizer.frozen_paths(abstract_params, config.get("schedule"))
+    frozen = optimizer.frozen_for_run(abstract_params, config)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
     logging.info("model %s: %d parameters, %d tensors frozen", config.model.name, n_params, len(frozen))
 
@@ -379,6 +380,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             print("initialised params from " + ", ".join(src["workdir"] for src in _init_sources(config.init_from)[0]),
                   flush=True)
 
+    recorder.start(json.loads(config.to_json_best_effort()),
+                   provenance.data(prepared, {split: len(src) for split, src in sources.items()}),
+                   step=int(jax.device_get(state.step)))
     writer = writers.create_default_writer(workdir, active=is_main)
     predictor = _Predictor(model, mesh, config)
     start_step = int(jax.device_get(state.step))
@@ -400,6 +404,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             jax.block_until_ready(metrics)
             t_last, step_last, acc, acc_n = time.time(), step, {}, 0
             logging.info("first step compiled and ran in %.1fs", t_last - t_start)
+            recorder.first_step()
             print(f"step {step}/{total_steps} (compiled in {t_last - t_start:.1f}s)", flush=True)
 
         if acc_n and (step % log_every == 0 or step == total_steps):
@@ -425,6 +430,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             t_last = time.time()  # Keep evaluation time out of img/s.
         if step % ckpt_every == 0 and step != total_steps:
             ckpt.save(step, state, train_iter, metrics=eval_metrics)
+            recorder.update(step)
 
     # Final evaluation and checkpoint.
     results = evaluate(state, predictor, sources, config, workdir, final=True)
@@ -433,6 +439,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         ckpt.save(total_steps, state, train_iter, metrics=results, force=True)
     ckpt.close()
     writer.close()
+    recorder.finish(total_steps)
     if is_main:
         final_path = os.path.join(workdir, "eval", "final_metrics.json")
         os.makedirs(os.path.dirname(final_path), exist_ok=True)  # also when config.evals is empty
