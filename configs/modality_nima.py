@@ -138,3 +138,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                          if k in c.model})
         apply_freezing(c, min(options.get("freeze", 0), blocks), dict(warmup_steps=1, decay_type="cosine"))
     return c
+
+
+def get_sweep(arg: str | None = None) -> list[str]:
+    """The paper's grid: each single-input modality (RGB, depth, saliency, blur) x variable layer
+    freezing (none, the lower half of MobileNet's 14 blocks, all: head only). ``arg`` is prefixed to
+    every member (e.g. ``inception,saliency=msinet``; an Inception sweep's freeze levels are then
+    the same block counts of its 12). Run over seeds with ``aesthetics-jax sweep run
+    configs/modality_nima.py --seeds 0,1,2 --set data.manual_dir=/data/AVA ...``; depth needs
+    ``--set data.modality.params.model_dir=DIR`` for its members."""
+    base = f"{arg}," if arg else ""
+    blocks = 12 if "inception" in (arg or "").split(",") else 14
+    return [f"{base}{modality},freeze={k}" for modality in ("rgb", "depth", "saliency", "blur")
+            for k in (0, blocks // 2, blocks)]

@@ -179,3 +179,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.ckpt_every = 3
         c.schedule = [(p, dict(s, warmup_steps=1) if s is not None else None) for p, s in c.schedule]
     return c
+
+
+def get_sweep(arg: str | None = None) -> list[str]:
+    """Aesthetics-XAI's comparison: whole images vs saliency patches, for InceptionV3 (the paper's)
+    and MobileNet, all parameters trained (one stage; the two-stage recipe chains runs through
+    ``init_from``, see the module docstring). ``arg`` is prefixed to every member."""
+    base = f"{arg}," if arg else ""
+    return [f"{base}{data},{backbone}" for backbone in ("inception", "mobilenet") for data in ("full", "patches")]

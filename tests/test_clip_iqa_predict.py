@@ -224,7 +224,7 @@ def test_cli_json_csv_and_exit_codes(setup, capsys):
     assert "2 failed" in out.err
     good = [os.path.join(folder, n) for n in GOOD]
     assert predict_lib.main(good + ["--model", model, "--format", "csv", "--quiet", "--no-cache",
-                                    "--prompts", "pyiqa"]) == 0
+                                    "--prompts", "pyiqa", "--batch-size", "2"]) == 0  # the reference's batches
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     labels = [f"{p}|{n}" for p, n in clip_iqa.PROMPT_SETS["pyiqa"]]
     assert list(rows[0]) == ["image", "clip_iqa", *(f"clip_iqa_pairs.{x}" for x in labels), "error"]

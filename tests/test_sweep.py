@@ -168,7 +168,17 @@ def test_plan_checks_names_overrides_and_only(tmp_path):
     with pytest.raises(ValueError, match="same name 'x'"):
         runner.plan(same, str(tmp_path / "r"))
     with pytest.raises(ValueError, match="defines no get_sweep"):
-        runner.plan(os.path.join(REPO, "configs", "xai_eva.py"), str(tmp_path / "r"))
+        runner.plan(os.path.join(REPO, "configs", "xai_demo.py"), str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("spec, n, first", [
+    ("nima_ava.py", 4, "idealo_two_stage-seed=0"), ("nima_demo.py:steps=100", 3, "recipe-seed=0"),
+    ("modality_nima.py", 12, "rgb_freeze=0-seed=0"), ("xai_eva.py", 4, "full_inception-seed=0"),
+    ("cgiaa.py:demo,runs=/w", 6, "demo_runs=_w-seed=0"), ("clip_demo.py:runs=/w", 6, "cgiaa_runs=_w-seed=0")])
+def test_paper_sweeps_plan(spec, n, first, tmp_path):
+    """Every config's sweep resolves: each member's config argument and overrides are valid."""
+    p = runner.plan(os.path.join(REPO, "configs", spec), str(tmp_path), seeds=[0])
+    assert len(p.members) == n and p.members[0].name == first
 
 
 def test_emit_job_scripts(tmp_path):
