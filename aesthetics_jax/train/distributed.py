@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import jax
 
-__all__ = ["plan", "initialize"]
+__all__ = ["plan", "initialize", "barrier"]
 
 
 def _check_explicit(coordinator, num_processes, process_id) -> None:
@@ -110,3 +110,15 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if k != "how"})
     return kwargs
+
+
+def barrier(name: str, timeout_s: int = 6 * 3600) -> None:
+    """Waits until every process reaches ``barrier(name)`` (no-op with one process).
+
+    Uses the coordination service of ``jax.distributed`` (through Orbax's barrier function), not a
+    device collective: on CPU a collective waits only 30 s for its peers (gloo's key-value timeout
+    in jaxlib 0.10.2), too short for process 0 building a dataset while the others wait.
+    """
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    ocp.multihost.get_barrier_sync_fn()(key=f"aesthetics_jax:{name}", timeout_ms=int(timeout_s * 1000))
