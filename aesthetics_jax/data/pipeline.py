@@ -19,8 +19,8 @@ Multi-host sharding: the example stream (shuffle order and augmentation, both fu
 global position) is defined once for the whole job, then cut into global batches of
 ``batch_size * shard_count`` examples; host ``p`` reads rows ``[p * batch_size, (p + 1) * batch_size)``
 of every global batch (and decodes only those). So the global batch at every step holds the same
-examples, augmented the same way, in the same order, whatever the number of hosts: 2 hosts x 4
-devices train exactly like 1 host x 8 devices (tests/test_multihost.py). Sharding the records
+examples, augmented the same way, in the same order, whatever the number of hosts (so 2 hosts x 4
+devices reach the parameters of 1 host x 8 devices: tests/test_multihost.py). Sharding the records
 before shuffling (grain's ``ShardOptions`` / ``[shard_index::shard_count]``) would not: each host
 would shuffle its own subset. With one host the stream is read as is.
 
