@@ -100,6 +100,7 @@ def runs(tmp_path_factory):
     return dict(root=root, data_dir=data_dir, one=str(one), two=str(two), two_logs=[log for _, log in two_procs])
 
 
+@pytest.mark.slow  # 4 launch.py runs (6 processes) compiling on CPU: minutes
 def test_two_processes_train_like_one(runs):
     _assert_params_close(_params(runs["two"]), _params(runs["one"]), atol=1e-6)
     want, got = _final_metrics(runs["one"]), _final_metrics(runs["two"])
@@ -119,6 +120,7 @@ def test_two_processes_train_like_one(runs):
     assert not [l for l in out1.splitlines() if l.startswith(("step ", "artefacts:", "resuming"))]
 
 
+@pytest.mark.slow  # 4 launch.py runs (6 processes) compiling on CPU: minutes
 def test_killed_processes_resume_to_the_same_parameters(runs):
     workdir = runs["root"] / "killed"
     ckpt = os.path.join(workdir, "checkpoints", str(CKPT))
