@@ -170,34 +170,46 @@ def test_orbax_checkpoint_of_iterator(source, tmp_path):
     _assert_batches_equal(_collect(restored["data"], 3), expected)
 
 
-def test_shards_are_disjoint_and_cover(source):
-    eval_ids, train_ids = [], []
-    for k in range(3):
-        shard = dict(shard_index=k, shard_count=3)
-        eval_ids.append(np.concatenate([b["id"] for b in pipeline.make_iterator(source, **dict(EVAL, **shard))]))
-        train = _collect(pipeline.make_iterator(source, **dict(TRAIN, **shard)), 4)
-        train_ids.append(set(np.concatenate([b["id"] for b in train]).tolist()))
-    assert sorted(np.concatenate(eval_ids).tolist()) == [r["id"] for r in source]
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert not set(eval_ids[a].tolist()) & set(eval_ids[b].tolist())
-            assert not train_ids[a] & train_ids[b]
-        assert train_ids[a] == set(eval_ids[a].tolist())  # 4 batches of 8 > 13 examples: all seen
+def _concat(batches):
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_shards_are_row_slices_of_the_one_host_global_batches(source, count):
+    """Host k of `count` (batch_size b each) reads rows [k*b, (k+1)*b) of every global batch that one
+    host with batch size b*count reads: same examples, same augmentation, same order."""
+    b = 4 if count == 2 else 2
+    single = _collect(pipeline.make_iterator(source, **dict(TRAIN, batch_size=b * count)), 12)
+    hosts = [_collect(pipeline.make_iterator(source, **dict(TRAIN, batch_size=b, shard_index=k, shard_count=count)),
+                      12) for k in range(count)]
+    for step, want in enumerate(single):  # 12 global batches > 37 examples: epochs 1 and 2
+        got = _concat([hosts[k][step] for k in range(count)])
+        _assert_batches_equal([got], [want])
 
 
 def test_padded_eval_gives_equal_batches_on_every_shard(source):
-    per_shard = []
-    for k in range(3):  # 37 = 13 + 12 + 12 examples
+    hosts = []
+    for k in range(3):  # 37 examples, global batches of 24: 2 per host, the last 11 rows padding
         batches = list(pipeline.make_iterator(source, **dict(EVAL, shard_index=k, shard_count=3, pad_remainder=True)))
         assert [len(b["id"]) for b in batches] == [8, 8]
-        mask = np.concatenate([b["mask"] for b in batches])
-        assert mask.sum() == (13 if k == 0 else 12) and not mask[mask.sum():].any()
-        padded = np.concatenate([b["image"] for b in batches])[~mask]
-        assert not padded.any()
-        per_shard.append(np.concatenate([b["id"] for b in batches])[mask])
-    assert sorted(np.concatenate(per_shard).tolist()) == [r["id"] for r in source]
+        hosts.append(batches)
+    stream = _concat([_concat([hosts[k][step] for k in range(3)]) for step in range(2)])
+    mask = stream["mask"]
+    assert mask.sum() == N and mask[:N].all()  # every example once, in source order, then padding
+    assert stream["id"][:N].tolist() == [r["id"] for r in source]
+    assert not stream["image"][~mask].any()
+    single = _concat(list(pipeline.make_iterator(source, **dict(EVAL, pad_remainder=True))))
+    for key in single:  # one host: the same examples and images, padded to whole batches of 8 only
+        np.testing.assert_array_equal(stream[key][:N], single[key][:N], err_msg=key)
     with pytest.raises(ValueError):
         pipeline.make_iterator(source, **dict(TRAIN, pad_remainder=True))
+
+
+def test_unpadded_eval_shards_cover_every_example_once(source):
+    ids = [np.concatenate([b["id"] for b in pipeline.make_iterator(source, **dict(EVAL, shard_index=k, shard_count=3))])
+           for k in range(3)]  # 37 = 24 + 13: the last global batch gives hosts 8, 5 and 0 rows
+    assert [len(x) for x in ids] == [16, 13, 8]
+    assert sorted(np.concatenate(ids).tolist()) == [r["id"] for r in source]
 
 
 def test_tfds_source_end_to_end(tmp_path):

@@ -7,19 +7,30 @@
 
 Pipeline (grain lazy-dataset API, grain 0.2.18):
 
-    MapDataset.source(source)[shard_index::shard_count]       per-host shard, disjoint
+    MapDataset.source(source)
       train: .seed(seed).shuffle().repeat(num_epochs)          reshuffled every epoch
              .random_map(decode + train_transform)             crop/flip rng from grain (index-seeded)
       eval:  .map(decode + eval_transform)  [+ padding]         fixed order, one pass by default
+      [_GlobalBatchRows(shard_index, shard_count, batch_size)]  this host's rows of each global batch
       .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))  threads (cv2 drops the GIL)
       .batch(batch_size, drop_remainder)
+
+Multi-host sharding: the example stream (shuffle order and augmentation, both functions of the
+global position) is defined once for the whole job, then cut into global batches of
+``batch_size * shard_count`` examples; host ``p`` reads rows ``[p * batch_size, (p + 1) * batch_size)``
+of every global batch (and decodes only those). So the global batch at every step holds the same
+examples, augmented the same way, in the same order, whatever the number of hosts (so 2 hosts x 4
+devices reach the parameters of 1 host x 8 devices: tests/test_multihost.py). Sharding the records
+before shuffling (grain's ``ShardOptions`` / ``[shard_index::shard_count]``) would not: each host
+would shuffle its own subset. With one host the stream is read as is.
 
 Batches are numpy, images uint8 (normalise on device). A record with a ``map`` (PNG bytes, from
 ``datasets.ModalitySource`` in "rgb+map" mode) gets it as a 4th channel, stacked before the
 transforms so the map and the RGB pixels get the same resize, crop and flip: images [B, S, S, 4]. `mask` is False only on padding rows,
-which exist only with `pad_remainder=True` (eval): each shard is then padded to
-ceil(ceil(N / shard_count) / batch_size) full batches, so every host yields the same number of
-equally shaped batches (what a multi-host jitted eval step needs); padding rows are zeros.
+which exist only with `pad_remainder=True` (eval): the example stream is then padded to
+ceil(N / (batch_size * shard_count)) full global batches, so every host yields the same number of
+equally shaped batches (what a multi-host jitted eval step needs); padding rows are zeros, at the
+end of the stream.
 
 Determinism and checkpointing: the iterator is a `grain.DatasetIterator`; its whole position
 (epoch, index, shuffle and augmentation seeds are functions of it) is `it.get_state()`, a small
@@ -168,6 +179,43 @@ class _Padding:
         return dict(self._element)
 
 
+class _GlobalBatchRows(grain.MapDataset):
+    """Host ``index`` of ``count``: its ``rows`` rows of every global batch of ``rows * count``
+    elements of ``parent``; local element ``j`` is ``parent[(j // rows) * rows * count + index * rows
+    + j % rows]``. A partial last global batch gives each host the rows it holds (maybe none), or
+    nothing when ``full_batches_only`` (train: with drop_remainder every host must stop together)."""
+
+    _MUTATES_ELEMENT_SPEC = False
+
+    def __init__(self, parent: grain.MapDataset, index: int, count: int, rows: int, full_batches_only: bool):
+        super().__init__(parent)
+        self._index, self._count, self._rows = index, count, rows
+        full, rest = divmod(len(parent), rows * count)
+        tail = 0 if full_batches_only else min(max(rest - index * rows, 0), rows)
+        self._length = full * rows + tail
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _parent_index(self, index: int) -> int:
+        if not self._length:
+            raise IndexError(f"{self}: no elements for this host ({len(self._parent)} in all)")
+        epoch, j = divmod(index, self._length)  # grain convention: indices past the end wrap around
+        batch, row = divmod(j, self._rows)
+        return epoch * len(self._parent) + (batch * self._count + self._index) * self._rows + row
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[self._parent_index(index)]
+
+    def _getitems(self, indices):
+        return self._parent._getitems([self._parent_index(i) for i in indices])  # pylint: disable=protected-access
+
+    def __str__(self) -> str:
+        return f"GlobalBatchRows(host {self._index} of {self._count}, {self._rows} rows)"
+
+
 def _process_shard() -> tuple[int, int]:
     import jax  # pylint: disable=g-import-not-at-top  (only when the caller does not say)
 
@@ -201,12 +249,12 @@ def make_dataset(
       source: random-access source of records with an `image` (encoded bytes) and `keys`, e.g.
         `make_source(...)`; anything with __len__ and __getitem__ works.
       train: shuffle + repeat + random crop/flip; otherwise fixed order and centre crop.
-      batch_size: per-host batch size.
+      batch_size: per-host batch size (the global batch is batch_size * shard_count).
       image_size: side of the square crop fed to the network.
       resize_size: side images are first resized to (square), >= image_size.
       seed: shuffle and augmentation seed (train only).
       num_epochs: train: None = forever; eval: None or 1 = one pass, k = k passes.
-      shard_index, shard_count: this host's slice `source[shard_index::shard_count]`;
+      shard_index, shard_count: this host's rows of each global batch (module docstring);
         default jax.process_index() / jax.process_count().
       num_threads, prefetch_buffer_size: grain.ReadOptions (threads decode in parallel).
       drop_remainder: drop a last partial batch; default `train`.
@@ -233,20 +281,20 @@ def make_dataset(
         raise ValueError("pad_remainder is for single-order eval passes (train=False, drop_remainder=False)")
 
     ds = grain.MapDataset.source(source)
-    ds = ds[shard_index::shard_count]
     if train:
         ds = ds.seed(seed).shuffle().repeat(num_epochs)
         ds = ds.random_map(_TrainLoad(image_size, resize_size, keys, text_transform))
     else:
         ds = ds.map(_EvalLoad(image_size, resize_size, keys, eval_transform))
         if pad_remainder:
-            per_shard = math.ceil(len(source) / shard_count)
-            target = math.ceil(per_shard / batch_size) * batch_size
+            target = math.ceil(len(source) / (batch_size * shard_count)) * batch_size * shard_count
             if target > len(ds):
                 template = _EvalLoad(image_size, resize_size, keys, eval_transform).map(source[0])
                 ds = grain.MapDataset.concatenate([ds, grain.MapDataset.source(_Padding(target - len(ds), template))])
         if num_epochs not in (None, 1):
             ds = ds.repeat(num_epochs)
+    if shard_count > 1:  # after the random map: augmentation rngs are seeded by the global position
+        ds = _GlobalBatchRows(ds, shard_index, shard_count, batch_size, full_batches_only=drop_remainder)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if num_workers > 0:  # whole batches made in worker processes (no GIL between decodes)

@@ -33,7 +33,7 @@ from aesthetics_jax.data import datasets, pipeline
 from aesthetics_jax.convert import clip as clip_convert
 from aesthetics_jax.evaluate import get_evaluator
 from aesthetics_jax.models import clip as clip_model
-from aesthetics_jax.train import checkpointing, optimizer, sharding, steps, writers
+from aesthetics_jax.train import checkpointing, distributed, optimizer, sharding, steps, writers
 
 
 def _format_duration(seconds: float) -> str:
@@ -306,8 +306,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    # Data.
-    prepared = datasets.prepare(config.data)
+    # Data. Process 0 builds the dataset first (on a shared filesystem the others then find it
+    # built; on per-host disks each host builds its own copy afterwards), never two at once.
+    prepared = datasets.prepare(config.data) if is_main else None
+    if jax.process_count() > 1:
+        distributed.barrier("dataset prepared")
+        if prepared is None:
+            prepared = datasets.prepare(config.data)
     sources = {split: datasets.source(prepared, split, config.data) for split in datasets.splits(prepared)}
     train_source = sources[config.data.train_split]
     steps_per_epoch = max(len(train_source) // config.batch_size, 1)
@@ -368,8 +373,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         target = jax.tree.map(
             lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sharding
         )
-        state = ckpt.restore(target, train_iter)
-        print(f"resuming from step {int(state.step)}", flush=True)
+        state = ckpt.restore(target, train_iter)  # every process: its own iterator position
+        if is_main:
+            print(f"resuming from step {int(state.step)}", flush=True)
     else:
         state = jax.jit(
             functools.partial(steps.create_state, model, tx, image_shape=image_shape, inputs=init_inputs),
@@ -377,8 +383,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         )(init_rng)
         if config.get("init_from") and (config.init_from.get("workdir") or config.init_from.get("sources")):
             state = jax.device_put(_merge_init(state, config.init_from), state_sharding)
-            print("initialised params from " + ", ".join(src["workdir"] for src in _init_sources(config.init_from)[0]),
-                  flush=True)
+            if is_main:
+                print("initialised params from " + ", ".join(src["workdir"] for src in _init_sources(config.init_from)[0]),
+                      flush=True)
 
     recorder.start(json.loads(config.to_json_best_effort()),
                    provenance.data(prepared, {split: len(src) for split, src in sources.items()}),
@@ -405,7 +412,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             t_last, step_last, acc, acc_n = time.time(), step, {}, 0
             logging.info("first step compiled and ran in %.1fs", t_last - t_start)
             recorder.first_step()
-            print(f"step {step}/{total_steps} (compiled in {t_last - t_start:.1f}s)", flush=True)
+            if is_main:
+                print(f"step {step}/{total_steps} (compiled in {t_last - t_start:.1f}s)", flush=True)
 
         if acc_n and (step % log_every == 0 or step == total_steps):
             scalars = {k: float(v) / acc_n for k, v in jax.device_get(acc).items()}
@@ -416,11 +424,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 scalars[f"lr/group{name}"] = float(fn(step))
             scalars["img_per_sec"] = img_s
             writer.write_scalars(step, scalars)
-            print(
-                f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | {img_s:.1f} img/s | "
-                f"ETA {_format_duration(eta)}",
-                flush=True,
-            )
+            if is_main:
+                print(
+                    f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | {img_s:.1f} img/s | "
+                    f"ETA {_format_duration(eta)}",
+                    flush=True,
+                )
             acc, acc_n, t_last, step_last = {}, 0, now, step
 
         eval_metrics = None
