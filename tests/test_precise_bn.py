@@ -71,8 +71,8 @@ def _tiny_variables():
     flat = traverse_util.flatten_dict(variables)
     for key in flat:
         if key[0] != "params" or "conv" not in key[1]:
-            flat[key] = jnp.asarray(rng.normal(size=flat[key].shape) * 0.5 + (1.0 if key[-1] in ("scale", "var") else 0.0),
-                                    jnp.float32)
+            centre = 1.0 if key[-1] in ("scale", "var") else 0.0
+            flat[key] = jnp.asarray(rng.normal(size=flat[key].shape) * 0.5 + centre, jnp.float32)
             if key[-1] == "var":
                 flat[key] = jnp.abs(flat[key])
     variables = traverse_util.unflatten_dict(flat)

@@ -4,7 +4,8 @@ During training a BatchNorm layer's running statistics are an exponential moving
 (``ra = momentum * ra + (1 - momentum) * batch_stat``, momentum 0.99 / 0.999 in our backbones) of
 batch statistics computed with *earlier* parameters. At a high learning rate the weights move faster
 than the average forgets, so the stored statistics lag the network: BENCHMARKS.md's demo section
-measured eval-mode predictions with sd 0.05 against 0.7 in train mode at step 400. "Precise BN"
+measured eval-mode predictions with sd 0.05 against 0.7 in train mode at step 400 (an earlier
+recipe; the current demo shows little lag: BENCHMARKS.md, "Precise batch norm"). "Precise BN"
 (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021; fvcore's ``update_bn_stats``) replaces the
 moving average, just before an evaluation, by the statistics of the current (frozen) parameters:
 the model runs in train mode (each BatchNorm normalises with its batch's statistics, exactly as in
