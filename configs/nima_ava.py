@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.log_every = 100
     c.eval_every = 2000
+    c.precise_bn = 0  # N > 0: recompute BN statistics over N train batches before each eval (precise_bn.py)
     c.ckpt_every = 2000
     c.keep_ckpts = 2
     c.best_metric = "val/emd/srcc"

@@ -33,7 +33,7 @@ from aesthetics_jax.data import datasets, pipeline
 from aesthetics_jax.convert import clip as clip_convert
 from aesthetics_jax.evaluate import get_evaluator
 from aesthetics_jax.models import clip as clip_model
-from aesthetics_jax.train import checkpointing, distributed, optimizer, sharding, steps, writers
+from aesthetics_jax.train import checkpointing, distributed, optimizer, precise_bn, sharding, steps, writers
 
 
 def _format_duration(seconds: float) -> str:
@@ -392,6 +392,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                    step=int(jax.device_get(state.step)))
     writer = writers.create_default_writer(workdir, active=is_main)
     predictor = _Predictor(model, mesh, config)
+    precise = precise_bn.PreciseBN.for_trainer(config, model, mesh, train_source)  # config.precise_bn
     start_step = int(jax.device_get(state.step))
     log_every = config.get("log_every", 50)
     ckpt_every = config.get("ckpt_every", 500)
@@ -434,14 +435,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
         eval_metrics = None
         if eval_every and step % eval_every == 0 and step != total_steps:
-            eval_metrics = evaluate(state, predictor, sources, config, workdir, final=False)
+            # A copy with recomputed BN statistics when config.precise_bn (training keeps its own).
+            eval_metrics = evaluate(precise.for_evaluation(state), predictor, sources, config, workdir, final=False)
             writer.write_scalars(step, eval_metrics)
             t_last = time.time()  # Keep evaluation time out of img/s.
         if step % ckpt_every == 0 and step != total_steps:
             ckpt.save(step, state, train_iter, metrics=eval_metrics)
             recorder.update(step)
 
-    # Final evaluation and checkpoint.
+    # Final evaluation and checkpoint (with config.precise_bn, both hold the recomputed BN statistics).
+    state = precise.for_evaluation(state)
     results = evaluate(state, predictor, sources, config, workdir, final=True)
     writer.write_scalars(total_steps, results)
     if ckpt.latest_step() != total_steps:
