@@ -1,6 +1,6 @@
 """``aesthetics-jax sweep run|report``: run a config's sweep, tabulate its results.
 
-  aesthetics-jax sweep run configs/nima_demo.py:steps=1500 --root sweeps/nima --seeds 0,1,2
+  aesthetics-jax sweep run configs/nima_demo.py:steps=1200 --root sweeps/nima --seeds 0,1,2
   aesthetics-jax sweep run configs/nima_ava.py --root R --seeds 0,1,2 --set data.manual_dir=/data/AVA --emit slurm
   aesthetics-jax sweep report sweeps/nima [--metric test/emd/srcc ...] [--group-by losses.emd.r]
 """
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run (or emit job scripts for) every member of a config's get_sweep")
-    r.add_argument("spec", help="config file and argument, e.g. configs/nima_demo.py:steps=1500")
+    r.add_argument("spec", help="config file and argument, e.g. configs/nima_demo.py:steps=1200")
     r.add_argument("--root", required=True, help="directory of the member workdirs")
     r.add_argument("--seeds", help="comma-separated seeds: each member once per seed (config.seed)")
     r.add_argument("--only", help="comma-separated member indices to run (see --dry-run)")
