@@ -75,8 +75,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     """The NIMA ablation at demo scale (``scripts/ablation_demo.sh``: ``aesthetics-jax sweep run
-    configs/nima_demo.py:steps=1200``): this recipe (one stage, EMD r2 + mean/sd terms), idealo's two-stage schedule, and EMD alone
-    (no mean/sd terms). ``arg`` is the config argument of every member (e.g. ``steps=1200``)."""
+    configs/nima_demo.py:steps=1200``): this recipe (one stage, EMD r2 + mean/sd terms), idealo's
+    two-stage schedule, and EMD alone (no mean/sd terms). ``arg`` is the config argument of every
+    member (e.g. ``steps=1200``)."""
     base = f"{arg}," if arg else ""
     return [
         {":name": "recipe", ":arg": base.rstrip(",")},
