@@ -32,7 +32,7 @@ RESERVED = (ARG, NAME)
 
 def sweep(key: str, values: Iterable[Any]) -> list[dict]:
     """One axis: ``[{key: v} for v in values]``."""
-    return [{_field(key): v} for v in values]
+    return [{field(key): v} for v in values]
 
 
 def product(*axes: Sequence[dict]) -> list[dict]:
@@ -66,7 +66,7 @@ def normalize(member: Any) -> dict:
         raise TypeError(f"a sweep member is a dict of overrides or a config-argument string, got {member!r}")
     out = {}
     for key, value in member.items():
-        out[key if key in RESERVED else _field(key)] = value
+        out[key if key in RESERVED else field(key)] = value
     return out
 
 
@@ -94,7 +94,8 @@ def name(member: dict) -> str:
     return out
 
 
-def _field(key: str) -> str:
+def field(key: str) -> str:
+    """A dotted config field path as members store it (``config.`` prefix dropped), or ValueError."""
     key = key[len("config."):] if key.startswith("config.") else key
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
         raise ValueError(f"sweep key {key!r} is not a dotted config field path (e.g. 'lr', 'losses.emd.r')")

@@ -61,6 +61,7 @@ class Plan:
     root: str
     members: list[Member]
     common: dict  # overrides applied to every member (--set / --config.k=v)
+    module: Any = dataclasses.field(default=None, repr=False)  # the imported config file
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -96,7 +97,7 @@ def plan(spec: str, root: str, *, seeds: Sequence[int] | None = None, only: Sequ
         raise ValueError(f"{config_file}: get_sweep({arg!r}) returned no members")
     if seeds:
         members = grid.with_seeds(members, seeds)
-    common = {grid._field(k): v for k, v in (common or {}).items()}  # pylint: disable=protected-access
+    common = {grid.field(k): v for k, v in (common or {}).items()}
     out, seen = [], {}
     for i, m in enumerate(members):
         name = grid.name(m)
@@ -113,7 +114,8 @@ def plan(spec: str, root: str, *, seeds: Sequence[int] | None = None, only: Sequ
         if bad:
             raise ValueError(f"--only {bad}: the sweep has members 0..{len(out) - 1}")
         out = [out[k] for k in only]
-    return Plan(config_file=config_file, arg=arg, root=os.path.abspath(root), members=out, common=common)
+    return Plan(config_file=config_file, arg=arg, root=os.path.abspath(root), members=out, common=common,
+                module=module)
 
 
 def _check_overrides(module, arg: str, overrides: dict, name: str):
@@ -201,10 +203,9 @@ def prepare_data(p: Plan) -> None:
     """Builds each distinct dataset the members read, once, before they start."""
     from aesthetics_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
-    module = load_module(p.config_file)
     done = set()
     for member in p.members:
-        data = resolved_config(module, member).data
+        data = resolved_config(p.module, member).data
         key = json.dumps(data.to_dict() if hasattr(data, "to_dict") else dict(data), sort_keys=True, default=str)
         if key not in done:
             done.add(key)

@@ -387,13 +387,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 print("initialised params from " + ", ".join(src["workdir"] for src in _init_sources(config.init_from)[0]),
                       flush=True)
 
+    start_step = int(jax.device_get(state.step))
     recorder.start(json.loads(config.to_json_best_effort()),
-                   provenance.data(prepared, {split: len(src) for split, src in sources.items()}),
-                   step=int(jax.device_get(state.step)))
+                   provenance.data(prepared, {split: len(src) for split, src in sources.items()}), step=start_step)
     writer = writers.create_default_writer(workdir, active=is_main)
     predictor = _Predictor(model, mesh, config)
     precise = precise_bn.PreciseBN.for_trainer(config, model, mesh, train_source)  # config.precise_bn
-    start_step = int(jax.device_get(state.step))
     log_every = config.get("log_every", 50)
     ckpt_every = config.get("ckpt_every", 500)
     eval_every = config.get("eval_every", 0)
