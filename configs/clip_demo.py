@@ -14,15 +14,17 @@ crop); ``data/builders/demo_captions.py`` turns that into one critique per attri
 Light, Composition, Depth & Focus, General Feelings) in CG-IAA's released file format, and the
 ``captions`` builder reads them like CG-IAA's own files. Stages:
 
-  vlap         a tiny CLIP (``clip_vlap.DEMO_VISION`` / ``DEMO_TEXT``: 112-px crops, a residual conv
-               stem to a 7 x 7 grid, 2 + 2 blocks of width 64) trained from scratch with InfoNCE on all critiques; its
+  vlap         a tiny CLIP (``clip_vlap.DEMO_CONVNET`` / ``DEMO_TEXT``: 112-px crops, a convolutional
+               image tower with batch norm and mean + sd pooling (``clip.CLIPConvNet``), a 2-block
+               text transformer of width 64) trained from scratch with InfoNCE on all critiques; its
                evaluator retrieves held-out photos' critiques and classifies their attributes
                zero-shot from one prompt per class (``demo_captions.ATTRIBUTE_CLASSES``) against the
-               renderer's labels, next to chance and the majority class.
+               renderer's labels, next to chance (balanced accuracy vs uniform) and the majority class.
   expert=G     the VLAP model tuned on group G's critiques only (``clip_vlap.py:demo,expert=G``).
   cgiaa        the fusion model (``configs/cgiaa.py:demo``): frozen VLAP + expert towers, critique
                banks = the class prompts, a fusion block + NIMA's EMD head trained on the votes;
-               options fusion=none | drop=G | textual=hard | train_base=N as in cgiaa.py.
+               options fusion=none | drop=G | textual=hard | train_base=0 as in cgiaa.py (the base
+               tower is fine-tuned by default).
 
 Held-out = AVA's test list of the demo = whole base photographs never seen in any stage.
 """

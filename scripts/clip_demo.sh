@@ -49,11 +49,11 @@ print("  caption retrieval     R@1 / R@5 / R@10        chance")
 for d in ("i2t", "t2i"):
     print(f"    {d}                 {v[f'test/{d}/r1']:.3f} / {v[f'test/{d}/r5']:.3f} / {v[f'test/{d}/r10']:.3f}"
           f"   {v[f'test/{d}/chance_r1']:.3f} / {v[f'test/{d}/chance_r5']:.3f} / {v[f'test/{d}/chance_r10']:.3f}")
-print("  zero-shot attribute classification (one prompt per class)")
-print("    group          accuracy   majority class   uniform")
+print("  zero-shot attribute classification (one prompt per class); chance: balanced accuracy = uniform")
+print("    group          accuracy   balanced accuracy   majority class   uniform")
 for g in ("color", "composition", "dof", "general"):
-    print(f"    {g:<13}  {v[f'test/{g}/zeroshot_acc']:.3f}      {v[f'test/{g}/majority_acc']:.3f}            "
-          f"{v[f'test/{g}/uniform_acc']:.3f}")
+    print(f"    {g:<13}  {v[f'test/{g}/zeroshot_acc']:.3f}      {v[f'test/{g}/zeroshot_balanced_acc']:.3f}"
+          f"               {v[f'test/{g}/majority_acc']:.3f}            {v[f'test/{g}/uniform_acc']:.3f}")
 print("\nFusion (NIMA EMD head), held-out SRCC / PLCC:")
 for run in ["fusion", "fusion_off"] + [f"drop_{g}" for g in ("color", "composition", "dof", "general")]:
     if os.path.isfile(os.path.join(out, run, "eval", "final_metrics.json")):

@@ -238,6 +238,17 @@ def test_attention_fusion_against_standalone_block():
     np.testing.assert_allclose(np.asarray(feats["pooled"]), _np_layer_norm(z[:, 0], fp["ln_post"]), atol=1e-5)
     # Two fusion layers: a second block appears.
     assert set(_shapes(_create(experts=("color",), fusion_layers=2))["backbone"]["fusion"]) >= {"resblocks_1"}
+    # expert_tokens='text': the experts contribute t_e only, z = [P_v v, P_t t_e] (same parameters otherwise).
+    text_only = _create(experts=("color",), prompts=PROMPTS, fusion_dim=16, fusion_heads=4, expert_tokens="text")
+    text_fp = {k: v for k, v in fp.items() if k != "proj_attr_color"}
+    text_vars = {"params": {**variables["params"], "backbone": {**bb, "fusion": text_fp}}}
+    assert set(_shapes(text_only)["backbone"]["fusion"]) == set(text_fp)
+    z = np.stack([_np_dense(v, fp["proj_visual"]), _np_dense(w @ bank, fp["proj_text_color"])], axis=1)
+    z = np.asarray(block.apply({"params": fp["resblocks_0"]}, jnp.asarray(z, jnp.float32)), np.float64)
+    np.testing.assert_allclose(np.asarray(text_only.apply(text_vars, images, method="features")["pooled"]),
+                               _np_layer_norm(z[:, 0], fp["ln_post"]), atol=1e-5)
+    with pytest.raises(ValueError, match="expert_tokens"):
+        _shapes(_create(experts=("color",), expert_tokens="image"))
 
 
 def test_gradients_hard_vs_soft_and_dropping_an_expert():

@@ -38,8 +38,8 @@ def stages(tmp_path_factory):
     return {"root": root, "data_dir": data_dir, "runs": str(root / "runs"), "vlap_results": results}
 
 
-def _params(workdir):
-    return traverse_util.flatten_dict(checkpointing.restore_params(os.path.join(workdir, "checkpoints"))["params"],
+def _params(workdir, what="params"):
+    return traverse_util.flatten_dict(checkpointing.restore_params(os.path.join(workdir, "checkpoints"))[what],
                                       sep="/")
 
 
@@ -74,10 +74,39 @@ def test_fusion_loads_frozen_towers_and_trains_the_rest(stages, tmp_path):
             if target:
                 np.testing.assert_array_equal(fused[target + key[key.index("/"):]], value)
         np.testing.assert_array_equal(fused[f"backbone/logit_scale_{g}"], expert["logit_scale"])
+    # The towers' batch-norm running averages were loaded and, all towers frozen, never updated.
+    fused_stats = _params(str(tmp_path / "fusion"), "batch_stats")
+    vlap_stats = _params(os.path.join(stages["runs"], "vlap"), "batch_stats")
+    expert_stats = _params(os.path.join(stages["runs"], "expert_dof"), "batch_stats")
+    assert vlap_stats and set(fused_stats) == ({"backbone/base/" + k[len("visual/"):] for k in vlap_stats}
+                                               | {f"backbone/expert_{g}/" + k[len("visual/"):]
+                                                  for g in GROUPS for k in expert_stats})
+    for key, value in vlap_stats.items():
+        np.testing.assert_array_equal(fused_stats["backbone/base/" + key[len("visual/"):]], value)
+    for key, value in expert_stats.items():
+        np.testing.assert_array_equal(fused_stats["backbone/expert_color/" + key[len("visual/"):]], value)
     # The fusion block and the head trained (they were not loaded: dont_load).
     init = json.load(open(tmp_path / "fusion" / "config.json"))
     assert init["init_from"]["dont_load"] == ["^emd/", "^backbone/fusion/"]
     assert any(k.startswith("backbone/fusion/") for k in fused) and any(k.startswith("emd/") for k in fused)
+
+
+def test_fine_tuned_base_updates_its_batch_norm_the_frozen_experts_do_not(stages, tmp_path):
+    """The demo's default (train_base=all): the base tower trains with batch statistics, so its
+    running averages move; the frozen experts run on theirs and keep them exactly."""
+    config = cgiaa.get_config(f"smoke,runs={stages['runs']}")
+    assert config.model.train_base_statistics
+    config.data.data_dir = stages["data_dir"]
+    config.async_checkpointing = False
+    config.total_steps = 2
+    trainer.train_and_evaluate(config, str(tmp_path / "fusion"))
+    fused = _params(str(tmp_path / "fusion"), "batch_stats")
+    vlap = _params(os.path.join(stages["runs"], "vlap"), "batch_stats")
+    expert = _params(os.path.join(stages["runs"], "expert_dof"), "batch_stats")
+    assert all(not np.array_equal(fused["backbone/base/" + k[len("visual/"):]], v) for k, v in vlap.items())
+    for g in GROUPS:
+        for key, value in expert.items():
+            np.testing.assert_array_equal(fused[f"backbone/expert_{g}/" + key[len("visual/"):]], value)
 
 
 @pytest.mark.parametrize("arm", ["fusion=none", "drop=color"])
@@ -145,3 +174,9 @@ def test_demo_config_stages_and_sweep():
         "cgiaa,runs=/w,drop=dof", "cgiaa,runs=/w,drop=general"]
     with pytest.raises(ValueError, match="STAGE"):
         clip_demo.get_config("fusion")
+    # The demo's convolutional tower has no blocks to pick: block-wise options are refused.
+    with pytest.raises(ValueError, match="no blocks"):
+        clip_demo.get_config("cgiaa,runs=/w,train_base=1")
+    with pytest.raises(ValueError, match="no blocks"):
+        clip_vlap.get_config("demo,tune_blocks=2")
+    assert not clip_demo.get_config("cgiaa,runs=/w,train_base=0").model.train_base_statistics

@@ -205,6 +205,11 @@ def test_zero_shot_attribute_classification_against_hand_counts(tmp_path):
     # guesses: sharp, blurred, sharp, blurred -> 3 of 4 right (image 3 is labelled blurred).
     assert out["dof/zeroshot_acc"] == 0.75
     assert out["dof/majority_acc"] == 0.75 and out["dof/uniform_acc"] == 0.5
+    # balanced: sharp 1/1, blurred 2/3 -> 5/6, as sklearn computes it.
+    from sklearn.metrics import balanced_accuracy_score
+
+    assert out["dof/zeroshot_balanced_acc"] == pytest.approx(5 / 6)
+    assert out["dof/zeroshot_balanced_acc"] == pytest.approx(balanced_accuracy_score([0, 1, 1, 1], [0, 1, 0, 1]))
 
 
 def test_conv_stem_is_the_documented_stack_of_strided_convolutions():
@@ -233,3 +238,73 @@ def test_conv_stem_is_the_documented_stack_of_strided_convolutions():
     with pytest.raises(ValueError, match="power-of-two"):
         clip.CLIPVisionTransformer(variant="tiny", image_size=36, patch_size=12, stem="conv").init(
             jax.random.key(0), np.zeros((1, 36, 36, 3), np.float32))
+
+
+def test_convnet_tower_matches_torch_conv_batchnorm_in_train_and_eval_mode():
+    """CLIPConvNet (arch 'convnet') vs torch: Conv2d(3x3, stride 2, pad 1, no bias) -> BatchNorm2d
+    (momentum 0.1 = flax 0.9) -> ReLU per stage, then [mean, population sd] pooling and the
+    projection; batch statistics and the running-average update in training, running averages in
+    evaluation."""
+    torch = pytest.importorskip("torch")
+    tower = clip.vision_tower(variant="tiny", image_size=32, arch="convnet", conv_widths=[6, 10], embed_dim=5)
+    assert type(tower).__name__ == "CLIPConvNet"
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+    variables = tower.init(jax.random.key(1), x)
+    params = jax.tree.map(np.asarray, variables["params"])
+    # Non-trivial BN affine parameters, so scale and bias are checked too.
+    for i in range(2):
+        params[f"bn_{i}"]["scale"] = rng.uniform(0.5, 1.5, params[f"bn_{i}"]["scale"].shape).astype(np.float32)
+        params[f"bn_{i}"]["bias"] = rng.normal(size=params[f"bn_{i}"]["bias"].shape).astype(np.float32)
+    layers = []
+    for i, (cin, cout) in enumerate([(3, 6), (6, 10)]):
+        conv = torch.nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)
+        conv.weight.data = torch.tensor(params[f"conv_{i}"]["kernel"]).permute(3, 2, 0, 1).contiguous()
+        bn = torch.nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
+        bn.weight.data, bn.bias.data = torch.tensor(params[f"bn_{i}"]["scale"]), torch.tensor(params[f"bn_{i}"]["bias"])
+        layers += [conv, bn, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers).double()
+
+    def reference(train):
+        net.train(train)
+        with torch.no_grad():
+            g = net(torch.tensor(x, dtype=torch.float64).permute(0, 3, 1, 2))
+        pooled = torch.cat([g.mean((2, 3)), torch.sqrt(g.var((2, 3), unbiased=False) + 1e-5)], 1).numpy()
+        return pooled @ params["proj"].astype(np.float64), g.permute(0, 2, 3, 1).numpy()
+
+    out, updated = tower.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
+                               mutable=["batch_stats"])
+    expected, grid = reference(train=True)
+    np.testing.assert_allclose(out["pooled"], expected, atol=1e-4)
+    np.testing.assert_allclose(out["feature_map"], grid, atol=1e-4)
+    for i, n in enumerate([4 * 16 * 16, 4 * 8 * 8]):  # one running-average update from the initial (0, 1)
+        bn = net[3 * i + 1]
+        np.testing.assert_allclose(updated["batch_stats"][f"bn_{i}"]["mean"], bn.running_mean.numpy(), atol=1e-5)
+        # torch averages the unbiased batch variance in, flax the biased one (n values per channel).
+        biased = 0.9 + (bn.running_var.numpy() - 0.9) * (n - 1) / n
+        np.testing.assert_allclose(updated["batch_stats"][f"bn_{i}"]["var"], biased, rtol=1e-5)
+    # Evaluation: torch's running statistics loaded into flax.
+    stats = {f"bn_{i}": {"mean": net[3 * i + 1].running_mean.numpy().astype(np.float32),
+                         "var": net[3 * i + 1].running_var.numpy().astype(np.float32)} for i in range(2)}
+    out = tower.apply({"params": params, "batch_stats": stats}, x, train=False)
+    expected, _ = reference(train=False)
+    np.testing.assert_allclose(out["pooled"], expected, atol=1e-4)
+    assert "tokens" not in out
+    with pytest.raises(ValueError, match="vision_tower"):
+        clip.CLIPVisionTransformer(variant="tiny", arch="convnet", conv_widths=(4,)).init(
+            jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="conv_widths"):
+        clip.vision_tower(variant="tiny", arch="convnet").init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_contrastive_clip_with_a_convnet_tower_updates_batch_stats_only_in_training():
+    model = clip.create_contrastive("tiny", vision=dict(image_size=32, arch="convnet", conv_widths=(4, 8)))
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    tokens = np.zeros((3, 16), np.int32)
+    variables = model.init(jax.random.key(0), images, tokens)
+    before = variables["batch_stats"]["visual"]["bn_0"]["mean"]
+    _, new = model.apply(variables, images, tokens, train=True, mutable=["batch_stats"])
+    assert not np.allclose(new["batch_stats"]["visual"]["bn_0"]["mean"], before)
+    a = model.apply(variables, images, tokens, train=False)["clip"]["image_embed"]
+    b = model.apply(variables, images[:1], tokens[:1], train=False)["clip"]["image_embed"]
+    np.testing.assert_allclose(a[:1], b, atol=1e-6)  # evaluation: per-image, independent of the batch

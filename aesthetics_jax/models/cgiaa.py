@@ -51,7 +51,7 @@ Ablations: drop an expert by leaving it out of `experts` (its four parameter gro
 the token sequence / concat width shrinks); `experts=()` requires fusion='none'.
 
 Returns {'pooled': float32 [B, F] ([B, D] for 'none'), 'feature_map': base patch grid [B, g, g,
-width] (compute dtype; Grad-CAM target), 'tokens': base last-block tokens [B, 1 + g*g, width],
+width] (compute dtype; Grad-CAM target), 'tokens': base last-block tokens [B, 1 + g*g, width] (ViT towers only),
 'expert_weights': {e: w_e float32 [B, K_e]} ({} for 'none')}. `AestheticsModel` reads only
 'pooled' and 'feature_map'; `model.apply(variables, images, method='features')['expert_weights']`
 gives the matches from raw images. `attribute_matches(x)` (on the backbone, normalised pixels)
@@ -225,6 +225,11 @@ def freeze_regex(
     return f"^{prefix}({'|'.join(names)})(/|$)"
 
 
+#: What each expert contributes to the fusion: its image feature f_e and its textual feature t_e
+#: ('both'), or t_e only ('text': what the expert *says* about the image, not its raw features).
+EXPERT_TOKENS = ("both", "text")
+
+
 class _AttentionFusion(nn.Module):
     """Per-token projections to `dim`, pre-LN transformer blocks, LN(token 0)."""
 
@@ -240,7 +245,7 @@ class _AttentionFusion(nn.Module):
             return nn.Dense(self.dim, dtype=self.dtype, param_dtype=jnp.float32, name=name)(x.astype(self.dtype))
 
         tokens = [proj(v, "proj_visual")]
-        tokens += [proj(attrs[e], f"proj_attr_{e}") for e in self.experts]
+        tokens += [proj(attrs[e], f"proj_attr_{e}") for e in self.experts if e in attrs]
         tokens += [proj(texts[e], f"proj_text_{e}") for e in self.experts]
         z = jnp.stack(tokens, axis=1)
         for i in range(self.layers):
@@ -262,7 +267,8 @@ class _ConcatFusion(nn.Module):
         def dense(name):
             return nn.Dense(self.dim, dtype=self.dtype, param_dtype=jnp.float32, name=name)
 
-        u = jnp.concatenate([v] + [attrs[e] for e in self.experts] + [texts[e] for e in self.experts], axis=-1)
+        u = jnp.concatenate([v] + [attrs[e] for e in self.experts if e in attrs] + [texts[e] for e in self.experts],
+                            axis=-1)
         h = dense("fc2")(jax.nn.gelu(dense("fc1")(u.astype(self.dtype)), approximate=False))
         return (h + dense("residual")(v.astype(self.dtype))).astype(jnp.float32)
 
@@ -272,8 +278,9 @@ class CGIAAFusion(nn.Module):
 
     Attributes:
       variant: CLIP variant (`clip.VARIANTS`) of the base and every expert image tower.
-      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act: image tower
-        overrides (as `clip.CLIPVisionTransformer`); shared by base and experts.
+      image_size, patch_size, width, layers, num_heads, mlp_ratio, embed_dim, act, stem, stem_width,
+        stem_depth, arch, conv_widths: image tower overrides (as `clip.vision_tower`); shared by
+        base and experts.
       text_variant: CLIP variant of the expert text towers (None: `variant`).
       text_vocab_size, text_context_length, text_width, text_layers, text_num_heads,
         text_mlp_ratio, text_embed_dim, text_act: text tower overrides.
@@ -285,6 +292,9 @@ class CGIAAFusion(nn.Module):
       fusion_layers, fusion_heads: transformer blocks and heads of the 'attention' fusion.
       attention: `jax.nn.dot_product_attention` implementation for the CLIP towers.
       pad_tokens_to: image token padding of the image towers (see clip.py).
+      train_base_statistics: a batch-norm base tower (arch 'convnet') uses batch statistics in
+        training (True: it is fine-tuned) or its running averages (False: it is frozen); the
+        frozen experts always use their running averages. No effect on ViT towers.
       dtype: compute dtype; params stay float32.
     """
 
@@ -300,6 +310,8 @@ class CGIAAFusion(nn.Module):
     stem: str | None = None
     stem_width: int | None = None
     stem_depth: int | None = None
+    arch: str | None = None
+    conv_widths: Any = None
     text_variant: str | None = None
     text_vocab_size: int | None = None
     text_context_length: int | None = None
@@ -318,6 +330,8 @@ class CGIAAFusion(nn.Module):
     fusion_heads: int = 8
     attention: str | None = None
     pad_tokens_to: int = 0
+    expert_tokens: str = "both"
+    train_base_statistics: bool = True
     dtype: Any = jnp.float32
 
     def __post_init__(self):
@@ -333,7 +347,10 @@ class CGIAAFusion(nn.Module):
     def vision_config(self) -> clip_lib.CLIPVisionConfig:
         if self.variant not in clip_lib.VARIANTS:
             raise ValueError(f"unknown CLIP variant {self.variant!r}; known: {', '.join(clip_lib.VARIANTS)}")
-        return clip_lib._resolve(clip_lib.VARIANTS[self.variant].vision, {f: getattr(self, f) for f in _VISION_FIELDS})
+        overrides = {f: getattr(self, f) for f in _VISION_FIELDS}
+        if overrides["conv_widths"] is not None:
+            overrides["conv_widths"] = tuple(int(w) for w in overrides["conv_widths"])
+        return clip_lib._resolve(clip_lib.VARIANTS[self.variant].vision, overrides)
 
     @property
     def text_config(self) -> clip_lib.CLIPTextConfig:
@@ -375,6 +392,8 @@ class CGIAAFusion(nn.Module):
             raise ValueError(f"experts name an expert twice: {self.experts}")
         if not self.experts and self.fusion != "none":
             raise ValueError(f"experts=() leaves nothing to fuse: use fusion='none', not {self.fusion!r}")
+        if self.expert_tokens not in EXPERT_TOKENS:
+            raise ValueError(f"expert_tokens must be one of {EXPERT_TOKENS}, got {self.expert_tokens!r}")
         if self.fusion_layers < 0:
             raise ValueError(f"fusion_layers must be >= 0, got {self.fusion_layers}")
 
@@ -389,7 +408,7 @@ class CGIAAFusion(nn.Module):
             pad_tokens_to=self.pad_tokens_to,
             dtype=self.dtype,
         )
-        self.base = clip_lib.CLIPVisionTransformer(**tower, name="base")
+        self.base = clip_lib.vision_tower(**tower, name="base")
         experts = self.active_experts
         if not experts:
             return
@@ -397,7 +416,7 @@ class CGIAAFusion(nn.Module):
         if text.embed_dim != vision.embed_dim:
             raise ValueError(f"text embed_dim {text.embed_dim} != image embed_dim {vision.embed_dim}: the expert "
                              "matching is a cosine between the two")
-        self.expert_towers = {e: clip_lib.CLIPVisionTransformer(**tower, name=f"expert_{e}") for e in experts}
+        self.expert_towers = {e: clip_lib.vision_tower(**tower, name=f"expert_{e}") for e in experts}
         self.text_towers = {e: clip_lib.CLIPTextTransformer(text, self.attention, self.dtype, name=f"text_{e}")
                             for e in experts}
         if self.textual != "generated":  # a critique bank to match against, at each expert's CLIP temperature
@@ -448,11 +467,18 @@ class CGIAAFusion(nn.Module):
             out[e] = {"scores": scores, "weights": weights, "index": jnp.argmax(scores, axis=-1).astype(jnp.int32)}
         return out
 
+    def _fused_attrs(self, attrs: dict) -> dict:
+        """The experts' image features the fusion reads: all ('both') or none ('text')."""
+        return attrs if self.expert_tokens == "both" else {}
+
     def __call__(self, x, train: bool = False, critique_tokens=None):
-        del train  # no dropout / batch statistics
-        base = self.base(x)
+        # Only a batch-norm tower (arch 'convnet') reads `train`: the base uses batch statistics while
+        # it trains (train_base_statistics), the frozen experts always their running averages.
+        base = self.base(x, train=train and self.train_base_statistics)
         v = clip_lib.l2_normalize(base["pooled"])
-        out = {"feature_map": base["feature_map"], "tokens": base["tokens"], "expert_weights": {}}
+        out = {"feature_map": base["feature_map"], "expert_weights": {}}
+        if "tokens" in base:
+            out["tokens"] = base["tokens"]
         if not self.active_experts:
             out["pooled"] = v
             return out
@@ -465,15 +491,15 @@ class CGIAAFusion(nn.Module):
             for i, e in enumerate(self.active_experts):
                 attrs[e] = clip_lib.l2_normalize(self.expert_towers[e](x)["pooled"])
                 texts[e] = clip_lib.l2_normalize(self.text_towers[e](jnp.asarray(critique_tokens)[:, i]))
-            out["pooled"] = self.fusion_module(v, attrs, texts).astype(jnp.float32)
+            out["pooled"] = self.fusion_module(v, self._fused_attrs(attrs), texts).astype(jnp.float32)
             return out
         for e in self.active_experts:
             f, bank, _, weights = self._match(e, x)
             attrs[e] = f
             texts[e] = jnp.dot(weights, bank, precision=jax.lax.Precision.HIGHEST)
             out["expert_weights"][e] = weights
-        out["pooled"] = self.fusion_module(v, attrs, texts).astype(jnp.float32)
+        out["pooled"] = self.fusion_module(v, self._fused_attrs(attrs), texts).astype(jnp.float32)
         return out
 
 
-__all__ = ["CGIAAFusion", "DEFAULT_PROMPTS", "EXPERTS", "FUSIONS", "TEXTUAL", "freeze_regex", "normalize_prompts"]
+__all__ = ["CGIAAFusion", "DEFAULT_PROMPTS", "EXPERT_TOKENS", "EXPERTS", "FUSIONS", "TEXTUAL", "freeze_regex", "normalize_prompts"]
