@@ -75,14 +75,17 @@ def _options(arg):
     return options
 
 
-def init_sources(runs: str, experts, fusion: str, textual: str = "soft") -> list:
+def init_sources(runs: str, experts, fusion: str, textual: str = "soft", expert_tokens: str = "both") -> list:
     """``init_from.sources``: the VLAP image tower -> base, each expert's towers -> its slots (no
-    temperature with textual='generated': nothing is matched)."""
+    temperature with textual='generated': nothing is matched; no image tower either when only the
+    critiques are fused, expert_tokens='text')."""
     sources = [dict(workdir=f"{runs}/vlap", step=-1, rename=[("^visual/", "backbone/base/")])]
     if fusion == "none":
         return sources
     for g in experts:
-        rename = [("^visual/", f"backbone/expert_{g}/"), ("^text/", f"backbone/text_{g}/")]
+        rename = [("^text/", f"backbone/text_{g}/")]
+        if textual != "generated" or expert_tokens == "both":
+            rename.append(("^visual/", f"backbone/expert_{g}/"))
         if textual != "generated":
             rename.append(("^logit_scale$", f"backbone/logit_scale_{g}"))
         sources.append(dict(workdir=f"{runs}/expert_{g}", step=-1, rename=rename))
@@ -94,6 +97,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     demo = "demo" in options or "smoke" in options
     fusion = options.get("fusion", "attention")
     experts = tuple(g for g in GROUPS if g != options.get("drop")) if fusion != "none" else ()
+    # The demo fuses what the experts say (t_e) but not their image features: with both, the fused
+    # model reached held-out SRCC 0.45, with t_e only 0.58 (fusion off 0.78; BENCHMARKS.md).
+    expert_tokens = options.get("expert_tokens", "text" if demo else "both")
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -109,7 +115,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         name="cgiaa", variant="vit_b16", dtype="float32", dropout=0.0, experts=experts,
         prompts={g: PROMPTS[g] for g in experts}, textual=options.get("textual", "soft"), fusion=fusion,
-        fusion_dim=256, fusion_layers=1, expert_tokens=options.get("expert_tokens", "both"),
+        fusion_dim=256, fusion_layers=1, expert_tokens=expert_tokens,
         heads=dict(emd=dict(type="emd", num_bins=10))))
     c.losses = common.distribution_aware_losses(r=2, mean_weight=0.1, sd_weight=0.1)
 
@@ -123,7 +129,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.grad_clip_norm = 1.0
     c.train_base = options.get("train_base", "0")  # "all" or a number of the base tower's last blocks
     c.init_from = ml_collections.ConfigDict(dict(
-        workdir="", sources=init_sources(options["runs"], experts, fusion, options.get("textual", "soft"))
+        workdir="", sources=init_sources(options["runs"], experts, fusion, options.get("textual", "soft"), expert_tokens)
         if "runs" in options else [],
         dont_load=["^emd/", "^backbone/fusion/"]))
 
@@ -150,9 +156,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.prompts = {g: tuple(demo_captions.ATTRIBUTE_CLASSES[g].values()) for g in experts}
         c.model.fusion_dim = 64
         c.model.fusion_heads = 4
-        # The experts contribute what they say (t_e) but not their image features: with both, the
-        # fused model reached held-out SRCC 0.45, with t_e only 0.58 (fusion off 0.78; BENCHMARKS.md).
-        c.model.expert_tokens = options.get("expert_tokens", "text")
         c.batch_size = 32
         c.eval_batch_size = 64
         c.total_steps = 1200
@@ -181,13 +184,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     from aesthetics_jax.models import cgiaa  # pylint: disable=g-import-not-at-top
 
     everything = c.train_base == "all"
-    if c.model.get("arch") == "convnet" and c.train_base not in ("all", "0"):
-        raise ValueError(f"train_base={c.train_base}: a convolutional tower (arch convnet) has no blocks; "
-                         "train_base is all or 0")
     # A frozen base runs its batch norm (if any) on its running averages.
     c.model.train_base_statistics = c.train_base != "0"
     frozen = cgiaa.freeze_regex(experts, train_base=everything, train_base_blocks=0 if everything else int(c.train_base),
-                                variant=c.model.variant, layers=c.model.get("layers"))
+                                variant=c.model.variant, layers=c.model.get("layers"), arch=c.model.get("arch"))
     sched = dict(warmup_steps=100, decay_type="cosine")
     c.schedule = ([(frozen, None)] if frozen else []) + [(".*", sched)]
     return c

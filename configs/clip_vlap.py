@@ -58,10 +58,14 @@ DEMO_TEXT = dict(context_length=32, width=64, layers=2, num_heads=4, embed_dim=6
 
 def tune_schedule(tune_blocks, layers: int, text_layers: int, sched: dict) -> list:
     """Regex schedule: the last ``tune_blocks`` blocks of both towers + final LNs, projections and the
-    temperature train with ``sched``; the rest is frozen. ``"all"``: every parameter trains."""
+    temperature train with ``sched``; the rest is frozen. ``"all"``: every parameter trains.
+    ``layers=0``: an image tower without blocks (``clip.CLIPConvNet``), which can only train whole."""
     if tune_blocks == "all":
         return [(".*", sched)]
     n = int(tune_blocks)
+    if n and not layers:
+        raise ValueError(f"tune_blocks={n}: the image tower has no blocks (a convolutional tower trains whole: "
+                         "tune_blocks=all)")
     if not 0 <= n <= min(layers, text_layers):
         raise ValueError(f"tune_blocks={n}: the towers have {layers} / {text_layers} blocks")
     vision = "|".join(str(i) for i in range(layers - n, layers))
@@ -132,10 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.vision = dict(DEMO_CONVNET)
         c.model.text = dict(DEMO_TEXT)
         c.tune_blocks = tune = options.get("tune_blocks", "all")  # from scratch: everything trains
-        if tune != "all":
-            raise ValueError(f"tune_blocks={tune}: the demo's convolutional image tower has no blocks to choose "
-                             "from; it trains whole (tune_blocks=all)")
-        c.schedule = tune_schedule(tune, 0, 0, dict(warmup_steps=100, decay_type="cosine"))
+        c.schedule = tune_schedule(tune, 0, DEMO_TEXT["layers"], dict(warmup_steps=100, decay_type="cosine"))
         c.optimizer_kwargs = dict(weight_decay=0.0, b2=0.98, eps=1e-6)  # measured without decay (BENCHMARKS)
         c.lr = 2e-3 if "expert" not in options else 2e-4
         c.batch_size = 64
@@ -155,7 +156,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.image_size = c.data.resize_size = 32
         c.model.vision = dict(DEMO_CONVNET, image_size=32, conv_widths=(8, 16), embed_dim=24)
         c.model.text = dict(DEMO_TEXT, width=32, embed_dim=24)
-        c.schedule = tune_schedule("all", 0, 0, dict(decay_type="constant"))
+        c.schedule = tune_schedule("all", 0, DEMO_TEXT["layers"], dict(decay_type="constant"))
         c.data.num_threads = 2
         c.batch_size = 8
         c.eval_batch_size = 8

@@ -51,8 +51,8 @@ Ablations: drop an expert by leaving it out of `experts` (its four parameter gro
 the token sequence / concat width shrinks); `experts=()` requires fusion='none'.
 
 Returns {'pooled': float32 [B, F] ([B, D] for 'none'), 'feature_map': base patch grid [B, g, g,
-width] (compute dtype; Grad-CAM target), 'tokens': base last-block tokens [B, 1 + g*g, width] (ViT towers only),
-'expert_weights': {e: w_e float32 [B, K_e]} ({} for 'none')}. `AestheticsModel` reads only
+width] (compute dtype; Grad-CAM target), 'tokens': base last-block tokens [B, 1 + g*g, width]
+(ViT towers only), 'expert_weights': {e: w_e float32 [B, K_e]} ({} for 'none')}. `AestheticsModel` reads only
 'pooled' and 'feature_map'; `model.apply(variables, images, method='features')['expert_weights']`
 gives the matches from raw images. `attribute_matches(x)` (on the backbone, normalised pixels)
 returns per expert {'scores': s_e, 'weights': w_e, 'index': argmax_k s_e (int32 [B])};
@@ -193,6 +193,7 @@ def freeze_regex(
     train_logit_scales: bool = False,
     variant: str = "vit_b16",
     layers: int | None = None,
+    arch: str | None = None,
     prefix: str = "backbone/",
 ) -> str | None:
     """Regex over parameter paths selecting the frozen CG-IAA towers (None: nothing frozen).
@@ -210,6 +211,9 @@ def freeze_regex(
         names += [f"expert_{e}", f"text_{e}"] + ([] if train_logit_scales else [f"logit_scale_{e}"])
     if not train_base:
         if train_base_blocks:
+            if arch == "convnet":
+                raise ValueError(f"train_base_blocks={train_base_blocks}: a convolutional tower (arch convnet) has no "
+                                 "blocks; train the whole base (train_base=True) or none of it")
             if variant not in clip_lib.VARIANTS:
                 raise ValueError(f"unknown CLIP variant {variant!r}; known: {', '.join(clip_lib.VARIANTS)}")
             total = clip_lib.VARIANTS[variant].vision.layers if layers is None else int(layers)
@@ -347,10 +351,7 @@ class CGIAAFusion(nn.Module):
     def vision_config(self) -> clip_lib.CLIPVisionConfig:
         if self.variant not in clip_lib.VARIANTS:
             raise ValueError(f"unknown CLIP variant {self.variant!r}; known: {', '.join(clip_lib.VARIANTS)}")
-        overrides = {f: getattr(self, f) for f in _VISION_FIELDS}
-        if overrides["conv_widths"] is not None:
-            overrides["conv_widths"] = tuple(int(w) for w in overrides["conv_widths"])
-        return clip_lib._resolve(clip_lib.VARIANTS[self.variant].vision, overrides)
+        return clip_lib._resolve(clip_lib.VARIANTS[self.variant].vision, {f: getattr(self, f) for f in _VISION_FIELDS})
 
     @property
     def text_config(self) -> clip_lib.CLIPTextConfig:
@@ -489,9 +490,10 @@ class CGIAAFusion(nn.Module):
                                  "the batch needs critique_tokens [B, E, T] (config.data.critiques, attributes in "
                                  f"the experts' order); got {None if critique_tokens is None else critique_tokens.shape}")
             for i, e in enumerate(self.active_experts):
-                attrs[e] = clip_lib.l2_normalize(self.expert_towers[e](x)["pooled"])
+                if self.expert_tokens == "both":  # nothing is matched: the image tower only feeds f_e
+                    attrs[e] = clip_lib.l2_normalize(self.expert_towers[e](x)["pooled"])
                 texts[e] = clip_lib.l2_normalize(self.text_towers[e](jnp.asarray(critique_tokens)[:, i]))
-            out["pooled"] = self.fusion_module(v, self._fused_attrs(attrs), texts).astype(jnp.float32)
+            out["pooled"] = self.fusion_module(v, attrs, texts).astype(jnp.float32)
             return out
         for e in self.active_experts:
             f, bank, _, weights = self._match(e, x)
@@ -502,4 +504,5 @@ class CGIAAFusion(nn.Module):
         return out
 
 
-__all__ = ["CGIAAFusion", "DEFAULT_PROMPTS", "EXPERT_TOKENS", "EXPERTS", "FUSIONS", "TEXTUAL", "freeze_regex", "normalize_prompts"]
+__all__ = ["CGIAAFusion", "DEFAULT_PROMPTS", "EXPERT_TOKENS", "EXPERTS", "FUSIONS", "TEXTUAL", "freeze_regex",
+           "normalize_prompts"]

@@ -85,6 +85,12 @@ class CLIPVisionConfig:
     arch: str = "vit"
     conv_widths: tuple = ()
 
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        # Config files give lists (JSON, ConfigDict); the config must hash like the rest.
+        object.__setattr__(self, "conv_widths", tuple(int(w) for w in self.conv_widths))
+
 
 @dataclasses.dataclass(frozen=True)
 class CLIPTextConfig:
@@ -237,12 +243,7 @@ class _VisionTowerFields(nn.Module):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown CLIP variant {self.variant!r}; known: {', '.join(VARIANTS)}")
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(CLIPVisionConfig)}
-        if fields["conv_widths"] is not None:  # config files give lists; module fields must hash
-            fields["conv_widths"] = tuple(int(w) for w in fields["conv_widths"])
-        cfg = _resolve(VARIANTS[self.variant].vision, fields)
-        if cfg.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {cfg.arch!r}")
-        return cfg
+        return _resolve(VARIANTS[self.variant].vision, fields)
 
 
 class CLIPVisionTransformer(_VisionTowerFields):
@@ -427,7 +428,7 @@ class CLIPConvNet(_VisionTowerFields):
 def vision_tower(**fields) -> nn.Module:
     """The image tower a set of `CLIPVisionTransformer` fields describes: `CLIPConvNet` when the
     resolved arch is 'convnet', else `CLIPVisionTransformer` (`name=` etc. pass through)."""
-    arch = CLIPVisionTransformer(**{k: v for k, v in fields.items() if k != "name"}).config.arch
+    arch = _VisionTowerFields(**{k: v for k, v in fields.items() if k != "name"}).config.arch
     return (CLIPConvNet if arch == "convnet" else CLIPVisionTransformer)(**fields)
 
 
