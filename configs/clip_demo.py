@@ -21,10 +21,10 @@ Light, Composition, Depth & Focus, General Feelings) in CG-IAA's released file f
                zero-shot from one prompt per class (``demo_captions.ATTRIBUTE_CLASSES``) against the
                renderer's labels, next to chance (balanced accuracy vs uniform) and the majority class.
   expert=G     the VLAP model tuned on group G's critiques only (``clip_vlap.py:demo,expert=G``).
-  cgiaa        the fusion model (``configs/cgiaa.py:demo``): frozen VLAP + expert towers, critique
-               banks = the class prompts, a fusion block + NIMA's EMD head trained on the votes;
-               options fusion=none | drop=G | textual=hard | train_base=0 as in cgiaa.py (the base
-               tower is fine-tuned by default).
+  cgiaa        the fusion model (``configs/cgiaa.py:demo``): the VLAP tower as base (fine-tuned),
+               the frozen experts' critiques matched in banks = the class prompts, the concat fusion
+               with expert dropout 0.5 + NIMA's EMD head trained on the votes; options fusion=none |
+               fusion=attention | drop=G | textual=hard | train_base=0 as in cgiaa.py.
 
 Held-out = AVA's test list of the demo = whole base photographs never seen in any stage.
 """

@@ -38,7 +38,9 @@ def ava_data() -> ml_collections.ConfigDict:
 def demo_data(versions_per_photo: int) -> ml_collections.ConfigDict:
     c = ava_data()
     c.name = "demo"
-    c.demo = ml_collections.ConfigDict(dict(seed=0, versions_per_photo=versions_per_photo))
+    # first_version / first_id: a later render of the same photos (`demo.build_demo_ava`).
+    c.demo = ml_collections.ConfigDict(dict(seed=0, versions_per_photo=versions_per_photo, first_version=0,
+                                            first_id=100000))
     return c
 
 

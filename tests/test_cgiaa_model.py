@@ -213,6 +213,64 @@ def test_branches_equal_standalone_clip_and_numpy_matching():
     np.testing.assert_allclose(np.asarray(hard_feats["pooled"]),
                                _np_dense(h, fp["fc2"]) + _np_dense(v_ref, fp["residual"]), atol=1e-5)
 
+    # expert_tokens='text' (the demo's fusion): u = [v, t...]; fc1 is the kernel without the f_e rows.
+    text_only = _create(experts=("color", "dof"), prompts=PROMPTS, fusion="concat", fusion_dim=16, expert_tokens="text")
+    d = v_ref.shape[-1]
+    kernel = np.asarray(fp["fc1"]["kernel"])
+    text_fp = {**fp, "fc1": {"kernel": jnp.asarray(np.concatenate([kernel[:d], kernel[3 * d:]])),
+                             "bias": fp["fc1"]["bias"]}}
+    text_vars = {"params": {**variables["params"], "backbone": {**bb, "fusion": text_fp}}}
+    assert _paths(text_vars["params"]) == _paths(_shapes(text_only, images))
+    h = _np_dense(np.concatenate([v_ref, t["color"], t["dof"]], axis=-1), text_fp["fc1"])
+    h = 0.5 * h * (1 + erf(h / np.sqrt(2)))
+    np.testing.assert_allclose(np.asarray(text_only.apply(text_vars, images, method="features")["pooled"]),
+                               _np_dense(h, fp["fc2"]) + _np_dense(v_ref, fp["residual"]), atol=1e-5)
+
+
+def test_expert_dropout_drops_whole_expert_tokens_in_training_only():
+    """With expert_dropout, each training example's pooled feature is the concat fusion with each
+    expert's (f_e, t_e) either kept or zeroed; every kept/dropped pattern occurs, at about the rate;
+    evaluation (train=False) keeps everything."""
+    batch = 48
+    images = _images(5, batch)
+    x = preprocessing.normalize(images, "clip")
+    kw = dict(experts=("color", "dof"), prompts=PROMPTS, fusion="concat", fusion_dim=16)
+    plain, dropping = _create(**kw), _create(expert_dropout=0.5, **kw)
+    variables = _random_variables(plain, images, 5)
+    bb = variables["params"]["backbone"]
+    fp = bb["fusion"]
+    clip_model = clip_lib.CLIP(TINY)
+    v = _np_l2(clip_model.apply(_clip_params(bb, "base"), x, method="encode_image"))
+    f, t = {}, {}
+    for e in ("color", "dof"):
+        p = _clip_params(bb, f"expert_{e}", f"text_{e}", f"logit_scale_{e}")
+        f[e] = _np_l2(clip_model.apply(p, x, method="encode_image"))
+        tokens = clip_tokenizer.tokenize(PROMPTS[e], context_length=TINY.text.context_length)
+        bank = _np_l2(clip_model.apply(p, jnp.asarray(tokens), method="encode_text"))
+        t[e] = _np_softmax(np.exp(math.log(1 / 0.07)) * f[e] @ bank.T) @ bank
+
+    def fused(keep_color, keep_dof):
+        u = np.concatenate([v, f["color"] * keep_color, f["dof"] * keep_dof, t["color"] * keep_color,
+                            t["dof"] * keep_dof], axis=-1)
+        h = _np_dense(u, fp["fc1"])
+        return _np_dense(0.5 * h * (1 + erf(h / np.sqrt(2))), fp["fc2"]) + _np_dense(v, fp["residual"])
+
+    patterns = {(a, b): fused(a, b) for a in (0, 1) for b in (0, 1)}
+    np.testing.assert_allclose(np.asarray(dropping.apply(variables, images, method="features")["pooled"]),
+                               patterns[1, 1], atol=1e-5)  # evaluation: nothing dropped
+    pooled = np.asarray(dropping.apply(variables, images, train=True, rngs={"dropout": _key(7)},
+                                       method="features")["pooled"])
+    seen = []
+    for i in range(batch):
+        match = [k for k, want in patterns.items() if np.allclose(pooled[i], want[i], atol=1e-5)]
+        assert len(match) == 1, f"example {i} matches {match}"
+        seen.append(match[0])
+    assert set(seen) == set(patterns)
+    kept = np.asarray(seen).mean()  # each expert kept with probability 0.5
+    assert 0.3 < kept < 0.7
+    with pytest.raises(ValueError, match="expert_dropout"):
+        _shapes(_create(experts=("color",), expert_dropout=1.0))
+
 
 def test_attention_fusion_against_standalone_block():
     """pooled = LN(block(stack[P_v v, P_f f_e..., P_t t_e...])[:, 0]) with clip.ResidualAttentionBlock."""

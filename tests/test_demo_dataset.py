@@ -141,3 +141,25 @@ def test_deterministic_and_idempotent(small, tmp_path):
     other = demo.build_demo_ava(tmp_path / "again", **dict(SMALL, seed=1), overwrite=True)
     assert other["params"]["seed"] == 1
     assert open(os.path.join(root, "AVA.txt")).read() != (tmp_path / "again" / "AVA.txt").read_text()
+
+
+def test_a_later_render_continues_the_same_photos(small, tmp_path):
+    """first_version=5 renders versions 5..7 of every photo: the same bytes and manifest rows as
+    versions 5..7 of the 8-version build (ids aside), the same split; params record it."""
+    root, summary = small
+    n, first = SMALL["versions_per_photo"], 5
+    later = demo.build_demo_ava(tmp_path / "later", **dict(SMALL, versions_per_photo=n - first),
+                                first_version=first, first_id=500000)
+    assert later["params"]["first_version"] == first and "first_version" not in summary["params"]
+    assert later["test_photos"] == summary["test_photos"]
+    rows = {int(m["id"]): m for m in _manifest(root)}
+    photos = len(summary["base_photos"])
+    assert later["num_images"] == photos * (n - first)
+    for m in _manifest(tmp_path / "later"):
+        photo, version = divmod(int(m["id"]) - 500000, n - first)
+        old_id = 100000 + photo * n + first + version
+        assert {k: v for k, v in m.items() if k != "id"} == {k: v for k, v in rows[old_id].items() if k != "id"}
+        assert (tmp_path / "later" / "images" / f"{m['id']}.jpg").read_bytes() == \
+            open(os.path.join(root, "images", f"{old_id}.jpg"), "rb").read()
+    with pytest.raises(ValueError, match="first_version"):
+        demo.build_demo_ava(tmp_path / "bad", **SMALL, first_version=-1)

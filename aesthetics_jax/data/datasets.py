@@ -7,6 +7,8 @@
     demo   the embedded demo dataset: rendered into ``<data_dir>/demo/raw`` in AVA's on-disk
            format (``config.data.demo`` holds its parameters), then built by the *same* AVA
            builder into ``<data_dir>/demo`` — separate from a real AVA build in the same data_dir.
+           A render from ``demo.first_version`` N > 0 (fresh versions of the same photos) lives
+           in ``<data_dir>/demo_fromN`` beside it (`demo_root`).
     eva    the EVA builder over ``manual_dir`` (the unpacked EVA repository), built into
            ``data_dir`` with the by-image split ``val_fraction`` / ``test_fraction`` /
            ``split_seed`` (and ``resize_shorter``, 0 = stored as is).
@@ -84,7 +86,8 @@ from aesthetics_jax.data.builders import ava, base
 
 __all__ = ["prepare", "splits", "source", "label_keys", "parent_source", "input_channels", "ScoresSource",
            "ModalitySource", "CaptionSource", "CaptionTokens", "text_transform", "CAPTION_KEYS", "EVA_KEYS", "EVA_PATCH_KEYS", "PATCH_OPTIONS", "MODALITY_INPUTS",
-           "CritiqueSource", "read_critiques", "CRITIQUE_OPTIONS", "GPT2CaptionTokens", "add_period", "gpt2_tokenizer_dir"]
+           "CritiqueSource", "read_critiques", "CRITIQUE_OPTIONS", "GPT2CaptionTokens", "add_period", "gpt2_tokenizer_dir",
+           "demo_root"]
 
 #: Keys carried into batches from EVA records / eva_patches records (``ScoresSource``).
 EVA_KEYS = ("scores", "id")
@@ -205,6 +208,13 @@ def prepare(data_config):
     return built
 
 
+def demo_root(data_config, data_dir: str) -> str:
+    """Where the demo render ``config.data.demo`` describes lives: ``<data_dir>/demo`` (raw files in
+    ``raw/``, TFDS builds beside them), ``<data_dir>/demo_fromN`` for a render from version N."""
+    first = int(data_config.demo.get("first_version", 0))
+    return os.path.join(data_dir, f"demo_from{first}" if first else "demo")
+
+
 def _prepare_base(data_config):
     name = data_config.name
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
@@ -217,11 +227,11 @@ def _prepare_base(data_config):
     if name == "demo":
         from aesthetics_jax.data.builders import demo
 
-        manual_dir = os.path.join(data_dir, "demo", "raw")
+        tfds_dir = demo_root(data_config, data_dir)
+        manual_dir = os.path.join(tfds_dir, "raw")
         summary = demo.build_demo_ava(manual_dir, **dict(data_config.demo))
         logging.info("demo dataset: %d images (%d train, %d test) in %s",
                      summary["num_images"], summary["num_train"], summary["num_test"], manual_dir)
-        tfds_dir = os.path.join(data_dir, "demo")
     elif name == "ava":
         manual_dir = data_config.manual_dir
         if not manual_dir:
@@ -254,14 +264,14 @@ def _prepare_captions(data_config, data_dir: str):
     if data_config.get("demo") and not settings.get("path"):
         from aesthetics_jax.data.builders import demo, demo_captions  # pylint: disable=g-import-not-at-top
 
-        manual_dir = os.path.join(data_dir, "demo", "raw")
+        manual_dir = os.path.join(demo_root(data_config, data_dir), "raw")
         summary = demo.build_demo_ava(manual_dir, **dict(data_config.demo))
         critiques = demo_captions.write_demo_critiques(manual_dir)
         if settings.get("tokenizer") == "gpt2" and not settings.get("gpt2_tokenizer"):
             demo_captions.write_demo_tokenizer(manual_dir)
         logging.info("demo captions: %d images (%d train, %d test); critiques %s",
                      summary["num_images"], summary["num_train"], summary["num_test"], critiques)
-        fmt, path, tfds_dir = "cgiaa", os.path.join(manual_dir, "critiques"), os.path.join(data_dir, "demo")
+        fmt, path, tfds_dir = "cgiaa", os.path.join(manual_dir, "critiques"), os.path.dirname(manual_dir)
     else:
         manual_dir, fmt, path = data_config.manual_dir, settings.get("format"), settings.get("path")
         if not manual_dir or not fmt or not path:
@@ -484,8 +494,8 @@ def gpt2_tokenizer_dir(data_config) -> str:
     if data_config.get("demo"):
         from aesthetics_jax.data.builders import demo_captions  # pylint: disable=g-import-not-at-top
 
-        return os.path.join(os.path.abspath(os.path.expanduser(data_config.data_dir)), "demo", "raw",
-                            demo_captions.TOKENIZER_DIR)
+        data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
+        return os.path.join(demo_root(data_config, data_dir), "raw", demo_captions.TOKENIZER_DIR)
     return ""
 
 

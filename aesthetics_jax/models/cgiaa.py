@@ -47,6 +47,11 @@ Fusion (`fusion=`), F = `fusion_dim` (None: D), all fusion parameters under `fus
   'none'                 pooled = v: the fusion-off ablation. NO expert, text, logit-scale or
                          fusion parameters are created (`experts`/`prompts` are then ignored).
 
+Expert dropout (`expert_dropout=p`, training only): per example and expert, f_e and t_e are zeroed
+with probability p before the fusion (modality dropout). Stacking frozen experts invites the
+fusion to trust critiques that are right on the images the experts were tuned on and much less on
+new photos; dropout keeps the visual path able to stand alone.
+
 Ablations: drop an expert by leaving it out of `experts` (its four parameter groups disappear and
 the token sequence / concat width shrinks); `experts=()` requires fusion='none'.
 
@@ -296,6 +301,10 @@ class CGIAAFusion(nn.Module):
       fusion_layers, fusion_heads: transformer blocks and heads of the 'attention' fusion.
       attention: `jax.nn.dot_product_attention` implementation for the CLIP towers.
       pad_tokens_to: image token padding of the image towers (see clip.py).
+      expert_tokens: 'both' (f_e and t_e reach the fusion) or 'text' (t_e only).
+      expert_dropout: in training, each example loses each expert's tokens (f_e, t_e zeroed: the
+        token becomes its projection's bias) with this probability (rng 'dropout'), so the fusion
+        cannot lean on critiques that are right on the experts' own training images only.
       train_base_statistics: a batch-norm base tower (arch 'convnet') uses batch statistics in
         training (True: it is fine-tuned) or its running averages (False: it is frozen); the
         frozen experts always use their running averages. No effect on ViT towers.
@@ -335,6 +344,7 @@ class CGIAAFusion(nn.Module):
     attention: str | None = None
     pad_tokens_to: int = 0
     expert_tokens: str = "both"
+    expert_dropout: float = 0.0
     train_base_statistics: bool = True
     dtype: Any = jnp.float32
 
@@ -393,6 +403,8 @@ class CGIAAFusion(nn.Module):
             raise ValueError(f"experts name an expert twice: {self.experts}")
         if not self.experts and self.fusion != "none":
             raise ValueError(f"experts=() leaves nothing to fuse: use fusion='none', not {self.fusion!r}")
+        if not 0.0 <= self.expert_dropout < 1.0:
+            raise ValueError(f"expert_dropout must be in [0, 1), got {self.expert_dropout}")
         if self.expert_tokens not in EXPERT_TOKENS:
             raise ValueError(f"expert_tokens must be one of {EXPERT_TOKENS}, got {self.expert_tokens!r}")
         if self.fusion_layers < 0:
@@ -472,6 +484,17 @@ class CGIAAFusion(nn.Module):
         """The experts' image features the fusion reads: all ('both') or none ('text')."""
         return attrs if self.expert_tokens == "both" else {}
 
+    def _drop_experts(self, attrs: dict, texts: dict, train: bool):
+        """Expert dropout: in training, each example loses each expert's tokens (f_e and t_e set to
+        zero, so the token is its projection's bias: a learnt "absent expert") with probability
+        `expert_dropout` (rng stream 'dropout'); identity otherwise."""
+        if not train or not self.expert_dropout:
+            return attrs, texts
+        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.expert_dropout,
+                                    (next(iter(texts.values())).shape[0], len(self.active_experts)))
+        masks = {e: keep[:, i, None].astype(texts[e].dtype) for i, e in enumerate(self.active_experts)}
+        return {e: a * masks[e] for e, a in attrs.items()}, {e: t * masks[e] for e, t in texts.items()}
+
     def __call__(self, x, train: bool = False, critique_tokens=None):
         # Only a batch-norm tower (arch 'convnet') reads `train`: the base uses batch statistics while
         # it trains (train_base_statistics), the frozen experts always their running averages.
@@ -493,14 +516,15 @@ class CGIAAFusion(nn.Module):
                 if self.expert_tokens == "both":  # nothing is matched: the image tower only feeds f_e
                     attrs[e] = clip_lib.l2_normalize(self.expert_towers[e](x)["pooled"])
                 texts[e] = clip_lib.l2_normalize(self.text_towers[e](jnp.asarray(critique_tokens)[:, i]))
-            out["pooled"] = self.fusion_module(v, attrs, texts).astype(jnp.float32)
+            out["pooled"] = self.fusion_module(v, *self._drop_experts(attrs, texts, train)).astype(jnp.float32)
             return out
         for e in self.active_experts:
             f, bank, _, weights = self._match(e, x)
             attrs[e] = f
             texts[e] = jnp.dot(weights, bank, precision=jax.lax.Precision.HIGHEST)
             out["expert_weights"][e] = weights
-        out["pooled"] = self.fusion_module(v, self._fused_attrs(attrs), texts).astype(jnp.float32)
+        out["pooled"] = self.fusion_module(v, *self._drop_experts(self._fused_attrs(attrs), texts, train)
+                                           ).astype(jnp.float32)
         return out
 
 

@@ -370,6 +370,7 @@ def build_demo_ava(
     image_size: int = 128,
     test_fraction: float = 0.25,
     first_id: int = 100000,
+    first_version: int = 0,
     overwrite: bool = False,
 ) -> dict:
     """Writes the demo dataset in AVA's on-disk format to `out_dir` and returns a summary dict.
@@ -386,6 +387,11 @@ def build_demo_ava(
         resize_size equal to it so the degradations reach the network unresampled.
       test_fraction: fraction of base-photo groups listed in generic_test.jpgl.
       first_id: image ids are first_id, first_id + 1, ... (photo-major order).
+      first_version: render versions first_version .. first_version + versions_per_photo - 1 of
+        every photo: the same photos, split and per-photo offsets, fresh crops, degradations and
+        votes (version v of a photo is the same image in every build with this seed). A second
+        build with first_version=versions_per_photo is a disjoint sample of the same population:
+        what a stacked model (CG-IAA's fusion over experts tuned on the first build) trains on.
       overwrite: rebuild whatever `out_dir` holds.
 
     Returns:
@@ -397,14 +403,16 @@ def build_demo_ava(
     params = dict(format_version=_FORMAT_VERSION, seed=int(seed), versions_per_photo=int(versions_per_photo),
                   image_size=int(image_size), test_fraction=float(test_fraction), first_id=int(first_id),
                   base_photos=[p.name for p in photos])
+    if first_version:  # recorded only when set, so builds from before the option are reused as they are
+        params["first_version"] = int(first_version)
     marker = read_marker(out_dir)
     if marker is not None and not overwrite:
         if marker.get("params") == params:
             return marker
         raise FileExistsError(f"{out_dir} holds a demo build with parameters {marker.get('params')}; "
                                   "pass overwrite=True to replace it")
-    if versions_per_photo < 1 or image_size < 16 or not 0.0 < test_fraction < 1.0:
-        raise ValueError("need versions_per_photo >= 1, image_size >= 16, 0 < test_fraction < 1")
+    if versions_per_photo < 1 or image_size < 16 or not 0.0 < test_fraction < 1.0 or first_version < 0:
+        raise ValueError("need versions_per_photo >= 1, image_size >= 16, 0 < test_fraction < 1, first_version >= 0")
 
     start = time.perf_counter()
     for name in ("images", "aesthetics_image_lists"):
@@ -425,7 +433,7 @@ def build_demo_ava(
     for photo_index, photo in enumerate(photos):
         pixels = pixels_of[photo.name]
         split = "test" if photo.group in test_groups else "train"
-        for version in range(versions_per_photo):
+        for version in range(first_version, first_version + versions_per_photo):
             jpeg, histogram, row = _render_version(pixels, photo, float(offsets[photo_index]), seed,
                                                    photo_index, version, image_size)
             with open(os.path.join(out_dir, "images", f"{image_id}.jpg"), "wb") as f:
