@@ -1,6 +1,6 @@
 r"""CG-IAA at demo scale: VLAP -> four attribute experts -> fusion, on the embedded demo photographs.
 
-  bash scripts/clip_demo.sh [OUT]      # all stages + the ablation; the report at the end
+  bash scripts/clip_demo.sh [OUT] [--ablation]   # all stages (--ablation: + fusion off, each expert dropped)
 
 or stage by stage (``runs=W`` is the directory holding the stages' workdirs)::
 

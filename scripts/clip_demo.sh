@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CG-IAA at demo scale (configs/clip_demo.py): critiques written from what the demo renderer did to
 # each photo -> a tiny CLIP trained from scratch with InfoNCE (VLAP) -> four attribute experts
-# (colour & light, composition, depth & focus, general) -> the fusion model on the votes, plus the
-# fusion-off arm (and, with --ablation, each expert dropped). The report: zero-shot attribute
+# (colour & light, composition, depth & focus, general) -> the fusion model on the votes (with
+# --ablation also the fusion-off arm and each expert dropped). The report: zero-shot attribute
 # classification / caption retrieval of held-out photos against chance, and held-out SRCC per arm.
 # Re-run after an interruption: finished runs are re-evaluated only, an interrupted one resumes.
 # Output: ./clip_demo_output (or $1).  Usage: bash scripts/clip_demo.sh [OUT] [--ablation]
@@ -32,8 +32,8 @@ for g in color composition dof general; do
   train "expert_$g" "expert=$g,runs=$out"
 done
 train fusion "cgiaa,runs=$out"
-train fusion_off "cgiaa,runs=$out,fusion=none"
 if (( ablation )); then
+  train fusion_off "cgiaa,runs=$out,fusion=none"
   for g in color composition dof general; do
     train "drop_$g" "cgiaa,runs=$out,drop=$g"
   done
