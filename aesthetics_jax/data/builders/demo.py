@@ -390,8 +390,8 @@ def build_demo_ava(
       first_version: render versions first_version .. first_version + versions_per_photo - 1 of
         every photo: the same photos, split and per-photo offsets, fresh crops, degradations and
         votes (version v of a photo is the same image in every build with this seed). A second
-        build with first_version=versions_per_photo is a disjoint sample of the same population:
-        what a stacked model (CG-IAA's fusion over experts tuned on the first build) trains on.
+        build with first_version=versions_per_photo is a disjoint sample of the same population,
+        e.g. images that experts tuned on the first build never saw (BENCHMARKS.md, CG-IAA demo).
       overwrite: rebuild whatever `out_dir` holds.
 
     Returns:
