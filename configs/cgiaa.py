@@ -100,7 +100,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     fusion = options.get("fusion", "concat" if demo else "attention")
     experts = tuple(g for g in GROUPS if g != options.get("drop")) if fusion != "none" else ()
     # The demo fuses what the experts say (t_e) but not their image features (held-out SRCC with
-    # both 0.45, t_e only 0.58 with the attention fusion; BENCHMARKS.md).
+    # both 0.45, t_e only 0.58 with the attention fusion, in an earlier venv; BENCHMARKS.md).
     expert_tokens = options.get("expert_tokens", "text" if demo else "both")
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -161,8 +161,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # The experts are tiny CLIPs tuned on ~13 photos: their critiques are right on those photos
         # (even on new renders of them) and much less on unseen ones, and a fusion trained on the
         # former learns to trust them. Expert dropout and the concat fusion's linear path from v
-        # keep the visual feature able to stand alone: held-out SRCC attention 0.58, attention +
-        # dropout 0.63, concat 0.67, concat + dropout 0.69 (fusion off 0.78; BENCHMARKS.md).
+        # keep the visual feature able to stand alone: held-out SRCC attention 0.51, attention +
+        # dropout 0.63, concat 0.67, concat + dropout 0.69 (fusion off 0.70; one venv, one set of
+        # stages; BENCHMARKS.md).
         c.model.expert_dropout = 0.5
         c.batch_size = 32
         c.eval_batch_size = 64
